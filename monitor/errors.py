@@ -1,0 +1,59 @@
+"""Errors grouped by what the caller does next (STYLE point 7).
+
+Every error here carries a one-line message for an operator. The CLI prints it on
+stderr and exits with ``exit_code``; the worker decides from the class whether to
+retry next tick (transient), record and move on (bad input), or stop.
+"""
+
+from __future__ import annotations
+
+
+class MonitorError(Exception):
+    """Base: a one-line message, an exit code for the CLI."""
+
+    exit_code = 1
+
+
+class UsageError(MonitorError):
+    """The command line or configuration is wrong."""
+
+    exit_code = 2
+
+
+class XmlError(MonitorError):
+    """A document is malformed, hostile or not a Domain XML. Bad input: record, move on."""
+
+    exit_code = 3
+
+
+class FixtureError(MonitorError):
+    """A recorded fixture directory is unusable."""
+
+    exit_code = 4
+
+
+class StoreError(MonitorError):
+    """The database failed. Transient unless the schema is wrong: retry with backoff."""
+
+    exit_code = 5
+
+
+class HostError(MonitorError):
+    """A host source failed for this tick. Transient: back off that host only."""
+
+    exit_code = 6
+    kind = "error"
+
+
+class HostUnreachable(HostError):
+    kind = "unreachable"
+
+
+class HostTimeout(HostError):
+    kind = "timeout"
+
+
+class HostRefused(HostError):
+    """The host refused the batch (dump) call."""
+
+    kind = "refused"

@@ -1,0 +1,1 @@
+"""Pure typed values shared by every layer: no outside library lives here."""

@@ -1,0 +1,84 @@
+"""Shared test fixtures: the corpus, and databases on SQLite and PostgreSQL.
+
+Where ``../shared/corpus`` or the PostgreSQL server is missing, the tests that need
+them skip with a reason; ``.ci/run`` sets MONITOR_REQUIRE_CORPUS=1 and
+MONITOR_REQUIRE_POSTGRES=1, which turn those skips into failures.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = Path(os.environ.get("MONITOR_CORPUS", REPO.parent / "shared" / "corpus"))
+FIXTURES = REPO / "fixtures"
+PG_ADMIN_URL = os.environ.get(
+    "MONITOR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _required(variable: str) -> bool:
+    return os.environ.get(variable, "") not in ("", "0", "false")
+
+
+def missing(reason: str, variable: str) -> None:
+    """Skip for a user's fresh clone; fail where CI requires the part."""
+    if _required(variable):
+        pytest.fail(f"{reason} ({variable} is set, so this may not skip)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    if not (CORPUS / "libvirt").is_dir():
+        missing(f"needs the shared corpus at {CORPUS}", "MONITOR_REQUIRE_CORPUS")
+    return CORPUS
+
+
+@pytest.fixture(scope="session")
+def pg_database():
+    """One PostgreSQL database for the whole run, dropped at the end."""
+    try:
+        import sqlalchemy as sa
+    except ImportError:  # pragma: no cover
+        missing("needs SQLAlchemy", "MONITOR_REQUIRE_POSTGRES")
+    name = f"monitor_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except Exception as error:  # the server is absent: skip, or fail in CI
+        admin.dispose()
+        missing(f"needs PostgreSQL at {PG_ADMIN_URL}: {error.__class__.__name__}",
+                "MONITOR_REQUIRE_POSTGRES")
+    url = sa.engine.make_url(PG_ADMIN_URL).set(database=name)
+    yield url
+    with admin.connect() as connection:
+        connection.execute(sa.text(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": name})
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path) -> str:
+    """A fresh, empty database URL per test: an SQLite file, or a PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'monitor.db'}"
+    import sqlalchemy as sa
+
+    base = request.getfixturevalue("pg_database")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(base)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    url = base.update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
