@@ -1,0 +1,114 @@
+"""Host sources that play a recorded fixture: what CI and the demo worker poll.
+
+``ReplayHostSource`` is one host in one tick, exactly as recorded: its poll returns
+the tick's ``<host>.json``, its dump reads ``<host>/<vm id>.xml`` (a missing file is
+a VM the dump did not return), and ``held_locks`` is the tick's ``locks.json``.
+A recorded ``"refused"`` lets the poll answer and makes the dump raise
+``HostRefused``; ``"unreachable"`` and ``"timeout"`` fail both.
+
+``LoopingReplaySource`` is one host across a whole fixture for ``monitor run``'s demo:
+each poll moves on to the next tick where that host appears, starting again after
+the last one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from monitor.errors import FixtureError, HostError, HostRefused, HostTimeout, HostUnreachable
+from monitor.hosts.fixture import Fixture, HostAnswer, Tick
+from monitor.hosts.source import VmReport
+from monitor.model.ids import normalize_uuid
+
+_ERRORS: dict[str, type[HostError]] = {
+    "unreachable": HostUnreachable,
+    "timeout": HostTimeout,
+    "refused": HostRefused,
+}
+
+
+class ReplayHostSource:
+    """One host of one tick of a fixture."""
+
+    def __init__(self, tick: Tick, host: str) -> None:
+        answer = tick.answer(host)
+        if answer is None:
+            raise FixtureError(f"{tick.path}: host {host} was not polled in this tick")
+        self.name = host
+        self._tick = tick
+        self._answer: HostAnswer = answer
+
+    @property
+    def tick(self) -> Tick:
+        return self._tick
+
+    def poll(self) -> dict[str, VmReport]:
+        if self._answer.error in ("unreachable", "timeout"):
+            raise self._error()
+        return dict(self._answer.reports)
+
+    def dump(self, vm_ids: Sequence[str]) -> dict[str, bytes]:
+        if self._answer.error is not None:
+            raise self._error()
+        xmls = {}
+        for vm_id in vm_ids:
+            canonical = normalize_uuid(vm_id)
+            if canonical is None:
+                continue  # no file can name it: not returned
+            try:
+                xmls[vm_id] = self._answer.xml_path(canonical).read_bytes()
+            except FileNotFoundError:
+                continue  # recorded as not returned by the dump
+        return xmls
+
+    def held_locks(self) -> frozenset[str]:
+        return self._tick.locks
+
+    def close(self) -> None:
+        """Nothing to release: XML is read per dump."""
+
+    def _error(self) -> HostError:
+        kind = self._answer.error
+        return _ERRORS[kind](f"host {self.name}: {kind} (recorded in tick {self._tick.path.name})")
+
+
+def tick_sources(tick: Tick) -> tuple[ReplayHostSource, ...]:
+    """A source for every host polled in ``tick``, in host name order."""
+    return tuple(ReplayHostSource(tick, host) for host in tick.hosts)
+
+
+class LoopingReplaySource:
+    """One host replayed forever: every poll plays the next tick where it appears.
+
+    ``dump`` and ``held_locks`` answer for the tick of the last poll (before the first
+    poll there is none: no locks, and a dump is a caller's bug).
+    """
+
+    def __init__(self, fixture: Fixture, host: str) -> None:
+        self.name = host
+        self._ticks = tuple(tick for tick in fixture.ticks if tick.answer(host) is not None)
+        if not self._ticks:
+            raise FixtureError(f"{fixture.root}: host {host} is polled in no tick")
+        self._next = 0
+        self._current: ReplayHostSource | None = None
+
+    @property
+    def tick_number(self) -> int | None:
+        """The tick the last poll played, for logs."""
+        return self._current.tick.number if self._current else None
+
+    def poll(self) -> dict[str, VmReport]:
+        self._current = ReplayHostSource(self._ticks[self._next], self.name)
+        self._next = (self._next + 1) % len(self._ticks)
+        return self._current.poll()
+
+    def dump(self, vm_ids: Sequence[str]) -> dict[str, bytes]:
+        if self._current is None:
+            raise RuntimeError("dump before the first poll")
+        return self._current.dump(vm_ids)
+
+    def held_locks(self) -> frozenset[str]:
+        return self._current.held_locks() if self._current else frozenset()
+
+    def close(self) -> None:
+        self._current = None

@@ -1,0 +1,67 @@
+"""The interface every host source speaks, and the report it returns per VM.
+
+A tick polls a host for ``{vm id: (status, hash)}``, decides in pure code which VMs
+to fetch, and asks the same host for the XML of those VMs in one batch. Failures are
+the typed errors of ``monitor.errors``: ``HostUnreachable`` and ``HostTimeout`` (poll
+or dump: retry next tick), ``HostRefused`` (the host answered the poll but refused
+the batch). The report time is not the source's business: the tick reads the
+engine's UTC clock when ``poll`` returns (BRIEF section 4), in replay too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+HOST_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def is_host_name(text: str) -> bool:
+    """A host name as the DB stores it: ``[A-Za-z0-9._-]+``, so never a URI or a path."""
+    return bool(HOST_NAME.fullmatch(text)) and text not in (".", "..")
+
+
+class VmReport(NamedTuple):
+    """What a host says about one VM in a poll.
+
+    ``status`` is the host agent's string (``Up``, ``Paused``, ...); ``hash`` is the
+    opaque devices hash, ``None`` when the host has none yet (absent, null or ``""``).
+    """
+
+    status: str
+    hash: str | None
+
+
+def report(status: str, hash: str | None) -> VmReport:
+    """A report with "not yet" normalized once: an empty hash becomes ``None``."""
+    return VmReport(status, hash or None)
+
+
+class HostSource(Protocol):
+    """One host, as the tick sees it.
+
+    ``name`` is the host's name (``[A-Za-z0-9._-]+``), never a URI: it is what the
+    DB stores in a VM's ``host``.
+    """
+
+    name: str
+
+    def poll(self) -> dict[str, VmReport]:
+        """Every VM the host runs: lower-case VM uuid -> report."""
+        ...
+
+    def dump(self, vm_ids: Sequence[str]) -> dict[str, bytes]:
+        """The Domain XML of those VMs, in ONE call; an id the host did not return is absent."""
+        ...
+
+    def held_locks(self) -> frozenset[str]:
+        """VM ids whose devices lock a device command holds during this poll.
+
+        Only a recording knows this (its ``locks.json``); a live source returns an
+        empty set, since real device commands take the lock in the DB themselves.
+        """
+        ...
+
+    def close(self) -> None:
+        ...

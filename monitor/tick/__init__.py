@@ -1,0 +1,1 @@
+"""One tick of one host: poll, decide what to fetch, fetch, match, apply."""

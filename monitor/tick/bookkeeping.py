@@ -1,0 +1,154 @@
+"""Which VMs of one host's poll to fetch, and which statuses and hosts to store.
+
+Pure: a host's reports and the stored VMs in, a ``Plan`` out (BRIEF section 4). The
+tick fetches ``plan.to_fetch`` in one batch and stores ``plan.status_changes``; the
+hash itself is never stored here, only once its XML has been applied.
+
+The rules, for each reported VM, in order:
+
+1. unknown to the DB -> skip ``unknown-vm`` (the caller logs it once);
+2. reported before the stored hash's report time -> skip ``older-report``;
+3. from a host that does not run it -> skip ``other-host``, except ``Up`` while the
+   stored status is ``Migration Source``: the migration's hand-over, the VM moves to
+   this host with status ``Up`` and goes on through the hash rules;
+4. a status outside both sets below -> skip ``unknown-status`` (the caller logs it);
+5. from its own host, a status that differs is stored, whatever it is; only the
+   RECONCILED statuses go on to the hash rules, the others skip ``not-reconciled``;
+6. no hash yet -> ``no-hash``; the stored hash -> ``unchanged``; the hash whose XML
+   failed last time -> ``known-bad-hash``; any other hash -> fetch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from enum import Enum
+from typing import NamedTuple, Protocol
+
+from monitor.model.rows import VmRecord
+
+UP = "Up"
+MIGRATION_SOURCE = "Migration Source"
+RECONCILED = frozenset(
+    {"Up", "Paused", "Powering up", "Powering down", "Rebooting", "Migration Source"}
+)
+NOT_RECONCILED = frozenset(
+    {"WaitForLaunch", "Migration Destination", "Saving State", "Restoring state", "Down"}
+)
+
+
+class Reported(Protocol):
+    """What the plan reads of a report: ``monitor.hosts.source.VmReport`` fits.
+
+    Declared here rather than imported, so the pure core reaches no host source.
+    """
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def hash(self) -> str | None: ...
+
+
+class Skip(str, Enum):
+    """Why a reported VM is not fetched this tick."""
+
+    UNKNOWN_VM = "unknown-vm"
+    OTHER_HOST = "other-host"
+    OLDER_REPORT = "older-report"
+    NO_HASH = "no-hash"
+    NOT_RECONCILED = "not-reconciled"
+    UNKNOWN_STATUS = "unknown-status"
+    KNOWN_BAD = "known-bad-hash"
+    UNCHANGED = "unchanged"
+
+
+class Decision(NamedTuple):
+    """What to do with one reported VM.
+
+    ``status`` is the status to store (``None``: leave it); ``host`` is the VM's new
+    host on a migration hand-over (``None``: leave it); ``hash`` is the reported one.
+    """
+
+    vm_id: str
+    fetch: bool
+    skip: Skip | None
+    status: str | None
+    host: str | None
+    hash: str | None
+
+    @property
+    def changes_record(self) -> bool:
+        return self.status is not None or self.host is not None
+
+
+class Plan(NamedTuple):
+    decisions: tuple[Decision, ...]  # sorted by vm id
+
+    @property
+    def to_fetch(self) -> list[str]:
+        return [decision.vm_id for decision in self.decisions if decision.fetch]
+
+    @property
+    def status_changes(self) -> list[Decision]:
+        return [decision for decision in self.decisions if decision.changes_record]
+
+    @property
+    def skipped(self) -> Counter[Skip]:
+        return Counter(decision.skip for decision in self.decisions if decision.skip)
+
+
+def plan(
+    host: str,
+    reports: Mapping[str, Reported],
+    report_time: datetime,
+    stored: Mapping[str, VmRecord],
+) -> Plan:
+    """Decide for every VM in one host's poll; ``report_time`` is the engine's UTC clock."""
+    report_time = _as_utc(report_time)
+    return Plan(tuple(
+        decide(host, vm_id, reports[vm_id], report_time, stored.get(vm_id))
+        for vm_id in sorted(reports)
+    ))
+
+
+def decide(
+    host: str, vm_id: str, report: Reported, report_time: datetime, record: VmRecord | None
+) -> Decision:
+    """One VM's decision (rules 1-5; the hash rules are ``_by_hash``)."""
+    reported_hash = report.hash or None  # "" is "not yet" too
+
+    def skip(reason: Skip, status: str | None = None) -> Decision:
+        return Decision(vm_id, False, reason, status, None, reported_hash)
+
+    if record is None:
+        return skip(Skip.UNKNOWN_VM)
+    if record.hash_time is not None and report_time < _as_utc(record.hash_time):
+        return skip(Skip.OLDER_REPORT)
+    if record.host != host:
+        if report.status == UP and record.status == MIGRATION_SOURCE:
+            return _by_hash(Decision(vm_id, False, None, UP, host, reported_hash), record)
+        return skip(Skip.OTHER_HOST)
+    if report.status not in RECONCILED and report.status not in NOT_RECONCILED:
+        return skip(Skip.UNKNOWN_STATUS)
+    new_status = report.status if report.status != record.status else None
+    if report.status in NOT_RECONCILED:
+        return skip(Skip.NOT_RECONCILED, new_status)
+    return _by_hash(Decision(vm_id, False, None, new_status, None, reported_hash), record)
+
+
+def _by_hash(decision: Decision, record: VmRecord) -> Decision:
+    """Rule 6: fetch only a hash that is set, new, and not known to be bad."""
+    if decision.hash is None:
+        return decision._replace(skip=Skip.NO_HASH)
+    if decision.hash == record.hash:
+        return decision._replace(skip=Skip.UNCHANGED)
+    if decision.hash == record.last_error_hash:
+        return decision._replace(skip=Skip.KNOWN_BAD)
+    return decision._replace(fetch=True)
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """A naive datetime (as some DBs hand back) is UTC by the engine's convention."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
