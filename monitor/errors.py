@@ -36,6 +36,7 @@ class StoreError(MonitorError):
     """The database failed. Transient unless the schema is wrong: retry with backoff."""
 
     exit_code = 5
+    transient = False  # set per error by monitor.store: a retry may succeed
 
 
 class HostError(MonitorError):
@@ -57,3 +58,9 @@ class HostRefused(HostError):
     """The host refused the batch (dump) call."""
 
     kind = "refused"
+
+
+class DefinitionError(MonitorError):
+    """A VM's run definition or one of its rows cannot become a Domain XML (docs/run-vm.md)."""
+
+    exit_code = 7
