@@ -69,7 +69,8 @@ def pg_database():
 def db_url(request, tmp_path) -> str:
     """A fresh, empty database URL per test: an SQLite file, or a PostgreSQL schema."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'monitor.db'}"
+        yield f"sqlite:///{tmp_path / 'monitor.db'}"
+        return
     import sqlalchemy as sa
 
     base = request.getfixturevalue("pg_database")

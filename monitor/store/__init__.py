@@ -1,0 +1,29 @@
+"""The device store: the one package that speaks SQL (SQLAlchemy Core, Alembic).
+
+* ``schema``: the tables; ``migrations/``: how they are created and upgraded;
+* ``engine``: URL to Engine, DB failure to a one-line StoreError;
+* ``repository``: ``Store`` and its transactions (``Tx``), the API everyone uses;
+* ``inventory``: the ``{"vms", "devices"}`` document of load and export.
+"""
+
+from monitor.store.inventory import (
+    LoadSummary,
+    dumps,
+    export_document,
+    load_document,
+    read_document,
+)
+from monitor.store.migrate import SchemaUpgrade
+from monitor.store.repository import HashAdvance, Store, Tx
+
+__all__ = [
+    "HashAdvance",
+    "LoadSummary",
+    "SchemaUpgrade",
+    "Store",
+    "Tx",
+    "dumps",
+    "export_document",
+    "load_document",
+    "read_document",
+]

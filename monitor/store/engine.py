@@ -1,0 +1,136 @@
+"""From a URL to an SQLAlchemy Engine, and from a DB failure to a one-line StoreError.
+
+* ``postgresql://`` and ``postgres://`` mean psycopg 3. Connections are pinged
+  before use, so a restarted server costs one failed tick, not a dead pool.
+* SQLite: WAL (readers do not block the writer), foreign keys on, a busy timeout.
+  Every transaction starts with ``BEGIN IMMEDIATE``: the worker's transactions read
+  then write, and taking the write lock up front makes concurrent writers wait for
+  the busy timeout instead of failing on a stale snapshot. The folder of the default
+  SQLite file (the per-user data folder) is created on first use.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+
+from monitor.errors import StoreError, UsageError
+from monitor.settings import data_dir
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+# PostgreSQL SQLSTATEs worth a retry: serialization failure, deadlock, lock not
+# available, query cancelled (statement/lock timeout), server shutting down.
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03"})
+SQLITE_TRANSIENT_WORDS = ("database is locked", "database table is locked", "busy")
+
+
+_DECODER = json.JSONDecoder()
+json_dumps = json.JSONEncoder(separators=(",", ":")).encode  # compact, no per-call set-up
+
+
+def json_loads(data: str | bytes) -> object:
+    """JSON columns as Python values, read on the hot path (~3 per device row).
+
+    The stored text is what json.dumps wrote (no surrounding whitespace), so the C
+    scanner is called directly, skipping json.loads' two whitespace regex passes;
+    anything else falls back to json.loads and its error messages.
+    """
+    text = data if isinstance(data, str) else bytes(data).decode()
+    try:
+        value, end = _DECODER.scan_once(text, 0)
+    except StopIteration:
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
+
+
+def parse_url(url: str) -> URL:
+    """The SQLAlchemy URL, with the bare PostgreSQL schemes pointed at psycopg 3."""
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError:
+        raise UsageError(f"not a database URL: {url!r}") from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def create_engine(url: str) -> Engine:
+    """An Engine for ``url``; nothing connects until the first transaction."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        _ensure_sqlite_folder(parsed)
+        engine = sa.create_engine(parsed, json_deserializer=json_loads, json_serializer=json_dumps)
+        _configure_sqlite(engine)
+        return engine
+    try:
+        return sa.create_engine(
+            parsed, pool_pre_ping=True, json_deserializer=json_loads, json_serializer=json_dumps
+        )
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as error:
+        raise UsageError(f"cannot use database URL {render(parsed)}: {error}") from None
+
+
+def render(url: URL | str) -> str:
+    """The URL as it may be shown to an operator: never with the password."""
+    return (url if isinstance(url, URL) else make_url(url)).render_as_string(hide_password=True)
+
+
+def _ensure_sqlite_folder(url: URL) -> None:
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    folder = Path(database).expanduser().resolve().parent
+    if folder.is_dir():
+        return
+    if folder == data_dir().resolve() or data_dir().resolve() in folder.parents:
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    raise StoreError(f"database folder does not exist: {folder}")
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """Let SQLAlchemy, not the sqlite3 module, decide where transactions begin."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def store_error(error: sa.exc.SQLAlchemyError, url: URL | str) -> StoreError:
+    """A one-line StoreError for ``error``; ``transient`` says whether a retry may work."""
+    original = getattr(error, "orig", None) or error
+    first_line = (str(original).strip().splitlines() or [type(original).__name__])[0]
+    result = StoreError(f"database {render(url)}: {first_line}")
+    result.transient = is_transient(error)
+    return result
+
+
+def is_transient(error: sa.exc.SQLAlchemyError) -> bool:
+    """Connection drops, serialization failures, deadlocks, lock timeouts, a locked SQLite."""
+    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+        return True
+    original = getattr(error, "orig", None)
+    if isinstance(original, sqlite3.OperationalError):
+        message = str(original).lower()
+        return any(word in message for word in SQLITE_TRANSIENT_WORDS)
+    sqlstate = getattr(original, "sqlstate", None)
+    if sqlstate:
+        return sqlstate in TRANSIENT_SQLSTATES or sqlstate.startswith("08")
+    # A PostgreSQL OperationalError without SQLSTATE: the connection failed or dropped.
+    return isinstance(error, sa.exc.OperationalError) and original is not None and not (
+        isinstance(original, sqlite3.Error)
+    )

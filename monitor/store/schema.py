@@ -1,0 +1,133 @@
+"""The database schema: every table the engine reads or writes, in one place.
+
+The tables are created and upgraded by the Alembic migrations next to this file
+(``migrations/versions``); a test compares the migrated database with these
+definitions, so the two cannot drift.
+
+* ``vms``: one row per VM. ``hash`` names the last Domain XML *applied*;
+  ``hash_time`` is the report time of that poll and guards against older reports;
+  ``version`` is bumped by every update (an optimistic guard for callers that want one).
+* ``vm_devices``: the device rows (BRIEF section 6), deleted with their VM.
+* ``vm_device_locks``: the devices lock, one row per VM, taken by a conditional
+  UPDATE. No foreign key: a lock may be taken for a VM before it is loaded, and a
+  stale lock row is harmless.
+* ``vm_last_xml``: the last Domain XML fetched for a VM (for ``diagnose``). It lives
+  in its own table so the ``vms`` rows, which every tick scans per host, stay small.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData()
+
+# JSON objects: JSONB on PostgreSQL (compact, indexable), JSON text elsewhere.
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+UUID_LENGTH = 36
+
+
+class UtcDateTime(sa.types.TypeDecorator):
+    """A timezone-aware UTC datetime on every backend.
+
+    PostgreSQL stores ``timestamptz`` and returns the session's zone; SQLite stores
+    naive text. Both come back as aware UTC datetimes. SQLite's text is fixed-width
+    (``YYYY-MM-DD HH:MM:SS.ffffff``), so the hash-time guard compares correctly.
+    A naive datetime is a bug in the caller and is refused.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime given to the store: {value.isoformat()}")
+        value = value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+vms = sa.Table(
+    "vms",
+    metadata,
+    sa.Column("id", sa.String(UUID_LENGTH), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("host", sa.Text),
+    sa.Column("status", sa.Text),
+    sa.Column("hash", sa.Text),
+    sa.Column("hash_time", UtcDateTime),
+    sa.Column("last_error_hash", sa.Text),
+    sa.Column("last_error", sa.Text),
+    sa.Column("definition", Json, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_vms_host", "host"),
+)
+
+vm_devices = sa.Table(
+    "vm_devices",
+    metadata,
+    sa.Column(
+        "vm_id",
+        sa.String(UUID_LENGTH),
+        sa.ForeignKey("vms.id", ondelete="CASCADE", name="fk_vm_devices_vm_id"),
+        primary_key=True,
+    ),
+    sa.Column("device_id", sa.String(UUID_LENGTH), primary_key=True),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("device", sa.Text, nullable=False),
+    sa.Column("address", Json, nullable=False),
+    sa.Column("alias", sa.Text, nullable=False, server_default=""),
+    sa.Column("spec_params", Json, nullable=False),
+    sa.Column("is_managed", sa.Boolean, nullable=False),
+    sa.Column("is_plugged", sa.Boolean, nullable=False),
+    sa.Column("is_readonly", sa.Boolean, nullable=False),
+    sa.Column("logical_name", sa.Text),
+    sa.Column("host_device", sa.Text),
+    sa.Column("custom_properties", Json, nullable=False),
+    # The stored-alias rule looks rows up by (vm, alias).
+    sa.Index("ix_vm_devices_vm_id_alias", "vm_id", "alias"),
+)
+
+vm_device_locks = sa.Table(
+    "vm_device_locks",
+    metadata,
+    sa.Column("vm_id", sa.String(UUID_LENGTH), primary_key=True),
+    sa.Column("holder", sa.Text, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+)
+
+vm_last_xml = sa.Table(
+    "vm_last_xml",
+    metadata,
+    sa.Column(
+        "vm_id",
+        sa.String(UUID_LENGTH),
+        sa.ForeignKey("vms.id", ondelete="CASCADE", name="fk_vm_last_xml_vm_id"),
+        primary_key=True,
+    ),
+    sa.Column("xml", sa.LargeBinary, nullable=False),
+    sa.Column("fetched_at", UtcDateTime, nullable=False),
+)
+
+# Column order of the typed records, so a result row becomes a record positionally.
+VM_COLUMNS = (
+    vms.c.id, vms.c.name, vms.c.host, vms.c.status, vms.c.hash, vms.c.hash_time,
+    vms.c.last_error_hash, vms.c.last_error, vms.c.definition,
+)
+DEVICE_COLUMNS = (
+    vm_devices.c.device_id, vm_devices.c.vm_id, vm_devices.c.type, vm_devices.c.device,
+    vm_devices.c.address, vm_devices.c.alias, vm_devices.c.spec_params,
+    vm_devices.c.is_managed, vm_devices.c.is_plugged, vm_devices.c.is_readonly,
+    vm_devices.c.logical_name, vm_devices.c.host_device, vm_devices.c.custom_properties,
+)

@@ -1,0 +1,396 @@
+"""The store on SQLite and PostgreSQL: schema, hashes, rows, locks, errors."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
+
+import psycopg.errors
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from monitor.errors import StoreError
+from monitor.model.changes import RowUpdate, VmChanges
+from monitor.model.rows import DeviceRow, VmRecord
+from monitor.settings import default_db_url
+from monitor.store import HashAdvance, Store
+from monitor.store.engine import is_transient, parse_url
+from monitor.store.migrate import head_revision
+from monitor.store.schema import metadata
+
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def vm_id(n: int) -> str:
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
+def device_id(n: int) -> str:
+    return f"d0000000-0000-4000-8000-{n:012d}"
+
+
+def vm(n: int, **fields) -> VmRecord:
+    return VmRecord(id=vm_id(n), name=f"vm{n}", host="host1", status="Up", **fields)
+
+
+def row(vm_n: int, dev_n: int, **fields) -> DeviceRow:
+    return DeviceRow(device_id=device_id(dev_n), vm_id=vm_id(vm_n), type="controller",
+                     device="usb", **fields)
+
+
+@pytest.fixture
+def store(db_url):
+    with Store.open(db_url) as opened:
+        yield opened
+
+
+# --- schema -----------------------------------------------------------------------------
+
+
+def test_first_open_creates_the_schema_at_head(db_url):
+    with Store.open(db_url) as store:
+        with store.transaction() as tx:
+            assert tx.count_rows() == 0
+        assert store.upgrade() == (head_revision(), head_revision())
+
+
+def test_open_without_create_leaves_an_empty_database_empty(db_url):
+    with Store.open(db_url, create=False) as store:
+        with pytest.raises(StoreError) as failure:
+            with store.transaction() as tx:
+                tx.count_rows()
+        assert "\n" not in str(failure.value)
+        assert failure.value.transient is False
+        first = store.upgrade()
+        assert (first.before, first.after, first.changed) == (None, head_revision(), True)
+        assert store.upgrade().changed is False
+
+
+def test_the_migrated_database_matches_schema_py(store, db_url):
+    engine = sa.create_engine(parse_url(db_url))
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), metadata)
+    engine.dispose()
+    assert differences == []
+
+
+def test_a_second_open_of_an_existing_schema_works(db_url):
+    Store.open(db_url).close()
+    with Store.open(db_url) as again:
+        assert again.dialect in ("sqlite", "postgresql")
+        with again.transaction() as tx:
+            tx.upsert_vm(vm(1))
+        with again.transaction() as tx:
+            assert tx.vm(vm_id(1)).name == "vm1"
+
+
+def test_the_default_sqlite_folder_is_created(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    with Store.open(default_db_url()) as store:
+        assert store.dialect == "sqlite"
+    assert (tmp_path / "data" / "monitor" / "monitor.db").is_file()
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        pytest.param("postgresql://u@h/db", "postgresql+psycopg", id="postgresql"),
+        pytest.param("postgres://u@h/db", "postgresql+psycopg", id="postgres"),
+        pytest.param("postgresql+psycopg://u@h/db", "postgresql+psycopg", id="explicit"),
+        pytest.param("sqlite:///x.db", "sqlite", id="sqlite"),
+    ],
+)
+def test_postgres_urls_mean_psycopg_3(url, driver):
+    assert parse_url(url).drivername == driver
+
+
+def test_the_url_shown_hides_the_password():
+    store = Store.open("postgresql://user:secret@127.0.0.1:1/x", create=False)
+    assert "secret" not in store.url
+    assert store.url.startswith("postgresql+psycopg://user:")
+    store.close()
+
+
+# --- VMs and hashes ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("report_time", "advanced"),
+    [
+        pytest.param(T0 - timedelta(microseconds=1), False, id="older-refused"),
+        pytest.param(T0, True, id="equal-accepted"),
+        pytest.param(T0 + timedelta(seconds=5), True, id="newer-accepted"),
+        pytest.param(T0.astimezone(timezone(timedelta(hours=2))), True,
+                     id="same-instant-other-zone"),
+    ],
+)
+def test_advance_hash_refuses_an_older_report(store, report_time, advanced):
+    with store.transaction() as tx:
+        tx.upsert_vm(vm(1, hash="old", hash_time=T0))
+    with store.transaction() as tx:
+        before = tx.vm(vm_id(1))
+        assert tx.advance_hash(vm_id(1), "new", report_time, status="Paused") is advanced
+    with store.transaction() as tx:
+        after = tx.vm(vm_id(1))
+    if advanced:
+        assert (after.hash, after.hash_time, after.status) == ("new", report_time, "Paused")
+    else:
+        assert after == before
+
+
+def test_advance_hash_on_a_vm_never_applied_and_clears_the_last_error(store):
+    with store.transaction() as tx:
+        tx.upsert_vm(vm(1))
+        tx.record_error(vm_id(1), "bad", "not XML")
+        assert tx.advance_hash(vm_id(1), "good", T0, host="host2") is True
+        assert tx.advance_hash(vm_id(2), "good", T0) is False  # unknown VM
+        stored = tx.vm(vm_id(1))
+    assert (stored.hash, stored.host, stored.status) == ("good", "host2", "Up")
+    assert (stored.last_error_hash, stored.last_error) == (None, None)
+    assert stored.hash_time == T0 and stored.hash_time.tzinfo is not None
+
+
+def test_advance_hashes_returns_the_vms_advanced(store):
+    with store.transaction() as tx:
+        tx.upsert_vm(vm(1, hash="a", hash_time=T0))
+        tx.upsert_vm(vm(2, hash="b", hash_time=T0))
+        tx.upsert_vm(vm(3))
+    later, earlier = T0 + timedelta(seconds=1), T0 - timedelta(seconds=1)
+    with store.transaction() as tx:
+        advanced = tx.advance_hashes([
+            HashAdvance(vm_id(1), "a2", later, status="Paused"),
+            HashAdvance(vm_id(2), "b2", earlier),
+            HashAdvance(vm_id(3), "c2", earlier, host="host9"),
+            HashAdvance(vm_id(4), "d2", later),
+        ])
+    assert advanced == {vm_id(1), vm_id(3)}
+    with store.transaction() as tx:
+        stored = tx.vms([vm_id(1), vm_id(2), vm_id(3), vm_id(4)])
+    assert sorted(stored) == [vm_id(1), vm_id(2), vm_id(3)]
+    assert (stored[vm_id(1)].hash, stored[vm_id(1)].status) == ("a2", "Paused")
+    assert (stored[vm_id(2)].hash, stored[vm_id(2)].hash_time) == ("b", T0)
+    assert (stored[vm_id(3)].hash, stored[vm_id(3)].host) == ("c2", "host9")
+
+
+def test_record_error_and_set_status_never_touch_the_hash(store):
+    with store.transaction() as tx:
+        tx.upsert_vm(vm(1, hash="applied", hash_time=T0))
+        tx.record_error(vm_id(1), "broken", "line 1: not well-formed")
+        tx.set_status(vm_id(1), "Migration Source")
+        tx.set_status(vm_id(1), "Up", host="host2")
+        stored = tx.vm(vm_id(1))
+    assert (stored.hash, stored.hash_time) == ("applied", T0)
+    assert (stored.last_error_hash, stored.last_error) == ("broken", "line 1: not well-formed")
+    assert (stored.status, stored.host) == ("Up", "host2")
+
+
+def test_vms_on_host(store):
+    with store.transaction() as tx:
+        tx.upsert_vm(vm(1))
+        tx.upsert_vm(vm(2))
+        tx.upsert_vm(VmRecord(id=vm_id(3), name="elsewhere", host="host2"))
+        assert sorted(tx.vms_on_host("host1")) == [vm_id(1), vm_id(2)]
+        assert tx.vms_on_host("nowhere") == {}
+
+
+# --- rows -------------------------------------------------------------------------------
+
+
+def test_apply_changes_inserts_updates_and_deletes(store):
+    with store.transaction() as tx:
+        tx.replace_vm(vm(1), [row(1, 1), row(1, 2), row(1, 3)])
+        tx.replace_vm(vm(2), [row(2, 4)])
+    changes = [
+        VmChanges(
+            vm_id(1),
+            updates=(RowUpdate(device_id(1), False, {}, "ua-x", "vda", None),),
+            inserts=(row(1, 9, alias="usb0"),),
+            deletes=(device_id(2), device_id(3)),
+        ),
+        VmChanges(vm_id(2), updates=(RowUpdate(device_id(4), True, {"type": "pci", "bus": "0x01"},
+                                               "usb1", None, "pci_0000_00_01_0"),)),
+        VmChanges(vm_id(3)),
+    ]
+    with store.transaction() as tx:
+        assert tx.apply_changes(changes) == 5
+        rows = tx.rows([vm_id(1), vm_id(2)])
+    assert [r.device_id for r in rows[vm_id(1)]] == [device_id(1), device_id(9)]
+    updated = rows[vm_id(1)][0]
+    assert (updated.is_plugged, updated.address, updated.alias, updated.logical_name) == (
+        False, {}, "ua-x", "vda")
+    assert rows[vm_id(2)][0].address == {"type": "pci", "bus": "0x01"}
+    assert rows[vm_id(2)][0].host_device == "pci_0000_00_01_0"
+
+
+def test_apply_changes_can_replace_a_row_by_the_same_id(store):
+    with store.transaction() as tx:
+        tx.replace_vm(vm(1), [row(1, 1, alias="old")])
+        tx.apply_changes([VmChanges(vm_id(1), inserts=(row(1, 1, alias="new"),),
+                                    deletes=(device_id(1),))])
+        assert [r.alias for r in tx.rows([vm_id(1)])[vm_id(1)]] == ["new"]
+
+
+def test_rows_reads_many_vms_in_a_few_selects(store):
+    vm_count, per_vm = 1200, 3
+    with store.transaction() as tx:
+        tx.replace_vms([
+            (vm(n), [row(n, n * 10 + k) for k in reversed(range(per_vm))]) for n in range(vm_count)
+        ])
+    selects = []
+
+    def count_selects(_connection, _cursor, statement, *_args) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", count_selects)
+    try:
+        with store.transaction() as tx:
+            rows = tx.rows([vm_id(n) for n in range(vm_count)] + [vm_id(99999)])
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", count_selects)
+    assert len(selects) == 3  # 1201 ids in chunks of 500
+    assert len(rows) == vm_count + 1 and rows[vm_id(99999)] == []
+    assert all(
+        [r.device_id for r in rows[vm_id(n)]] == [device_id(n * 10 + k) for k in range(per_vm)]
+        for n in range(vm_count)
+    )
+
+
+def test_a_failing_transaction_rolls_back_and_says_why_in_one_line(store):
+    with store.transaction() as tx:
+        tx.replace_vm(vm(1), [row(1, 1)])
+    with pytest.raises(StoreError) as failure:
+        with store.transaction() as tx:
+            tx.apply_changes([VmChanges(vm_id(1), deletes=(device_id(1),))])
+            tx.apply_changes([VmChanges(vm_id(7), inserts=(row(7, 2),))])  # no such VM
+    assert "\n" not in str(failure.value)
+    assert failure.value.transient is False
+    assert isinstance(failure.value.__cause__, sa.exc.IntegrityError)
+    with store.transaction() as tx:
+        assert tx.count_rows() == 1
+
+
+def test_an_exception_in_the_block_rolls_back(store):
+    with pytest.raises(KeyError):
+        with store.transaction() as tx:
+            tx.upsert_vm(vm(1))
+            raise KeyError("caller bug")
+    with store.transaction() as tx:
+        assert tx.vm(vm_id(1)) is None
+
+
+# --- last XML and locks -----------------------------------------------------------------
+
+
+def test_last_xml_keeps_the_latest(store):
+    with store.transaction() as tx:
+        tx.upsert_vm(vm(1))
+        assert tx.last_xml(vm_id(1)) is None
+        tx.save_last_xml(vm_id(1), b"<domain>1</domain>", T0)
+        tx.save_last_xml(vm_id(1), b"<domain>2</domain>", T0 + timedelta(seconds=1))
+        assert tx.last_xml(vm_id(1)) == (b"<domain>2</domain>", T0 + timedelta(seconds=1))
+        tx.upsert_vm(vm(2))
+        later = T0 + timedelta(seconds=2)
+        tx.save_last_xmls([(vm_id(1), b"<domain>3</domain>"), (vm_id(2), "<d>\u00e9</d>")], later)
+        assert tx.last_xml(vm_id(1))[0] == b"<domain>3</domain>"
+        assert tx.last_xml(vm_id(2)) == ("<d>\u00e9</d>".encode(), later)
+
+
+@pytest.mark.parametrize(
+    ("first_holder", "first_at", "taken"),
+    [
+        pytest.param(None, None, True, id="free"),
+        pytest.param("hotplug", T0 - timedelta(seconds=5), False, id="held-by-another"),
+        pytest.param("hotplug", T0 - timedelta(seconds=31), True, id="expired"),
+        pytest.param("tick", T0 - timedelta(seconds=5), True, id="already-ours"),
+    ],
+)
+def test_try_lock(store, first_holder, first_at, taken):
+    with store.transaction() as tx:
+        if first_holder:
+            assert tx.try_lock(vm_id(1), first_holder, first_at, 30.0) is True
+    with store.transaction() as tx:
+        assert tx.try_lock(vm_id(1), "tick", T0, 30.0) is taken
+        holder_now = "tick" if taken else first_holder
+        assert tx.locked_vms([vm_id(1)], T0 + timedelta(seconds=1)) == {vm_id(1)}
+        assert tx.try_lock(vm_id(1), "third", T0 + timedelta(seconds=1), 30.0) is False
+        tx.release_lock(vm_id(1), "someone-else")
+        assert tx.locked_vms([vm_id(1)], T0) == {vm_id(1)}
+        tx.release_lock(vm_id(1), holder_now)
+        assert tx.locked_vms([vm_id(1)], T0) == set()
+
+
+def test_try_lock_many_takes_the_free_expired_and_ours(store):
+    with store.transaction() as tx:
+        tx.try_lock(vm_id(1), "hotplug", T0, 60)  # held by another
+        tx.try_lock(vm_id(2), "hotplug", T0 - timedelta(seconds=90), 60)  # expired
+        tx.try_lock(vm_id(3), "tick", T0 - timedelta(seconds=10), 60)  # ours
+    with store.transaction() as tx:
+        held = tx.try_lock_many([vm_id(n) for n in (4, 3, 2, 1)], "tick", T0, 60)
+    assert held == {vm_id(2), vm_id(3), vm_id(4)}
+    with store.transaction() as tx:
+        assert tx.locked_vms([vm_id(n) for n in range(1, 5)], T0 + timedelta(seconds=59)) == {
+            vm_id(1), vm_id(2), vm_id(3), vm_id(4)}
+        tx.release_locks([vm_id(n) for n in range(1, 5)], "tick")
+        assert tx.locked_vms([vm_id(n) for n in range(1, 5)], T0) == {vm_id(1)}
+        assert tx.try_lock_many([], "tick", T0, 60) == set()
+
+
+def test_locked_vms_ignores_expired_and_free(store):
+    with store.transaction() as tx:
+        tx.try_lock(vm_id(1), "a", T0, 10)
+        tx.try_lock(vm_id(2), "b", T0 - timedelta(seconds=60), 10)
+        assert tx.locked_vms([vm_id(n) for n in range(1, 4)], T0) == {vm_id(1)}
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+def test_an_unreachable_server_is_a_transient_one_line_error():
+    with pytest.raises(StoreError) as failure:
+        Store.open("postgresql://postgres@127.0.0.1:1/test")
+    assert failure.value.transient is True
+    assert "\n" not in str(failure.value)
+    assert "127.0.0.1" in str(failure.value)
+    assert isinstance(failure.value.__cause__, sa.exc.OperationalError)
+
+
+def _wrapped(original: Exception, kind=sa.exc.OperationalError) -> sa.exc.DBAPIError:
+    return kind("SELECT 1", {}, original)
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        pytest.param(_wrapped(sqlite3.OperationalError("database is locked")), True,
+                     id="sqlite-locked"),
+        pytest.param(_wrapped(sqlite3.OperationalError("no such table: vms")), False,
+                     id="sqlite-no-table"),
+        pytest.param(_wrapped(sqlite3.IntegrityError("FOREIGN KEY constraint failed"),
+                              sa.exc.IntegrityError), False, id="sqlite-integrity"),
+        pytest.param(_wrapped(psycopg.errors.SerializationFailure("x")), True,
+                     id="pg-serialization"),
+        pytest.param(_wrapped(psycopg.errors.DeadlockDetected("x")), True, id="pg-deadlock"),
+        pytest.param(_wrapped(psycopg.errors.LockNotAvailable("x")), True, id="pg-lock-timeout"),
+        pytest.param(_wrapped(psycopg.errors.UniqueViolation("x"), sa.exc.IntegrityError),
+                     False, id="pg-unique"),
+        pytest.param(_wrapped(psycopg.OperationalError("server closed the connection")), True,
+                     id="pg-connection-lost"),
+    ],
+)
+def test_transient_errors(error, transient):
+    assert is_transient(error) is transient
+
+
+def test_a_schema_newer_than_this_program_is_refused_in_one_line(db_url):
+    Store.open(db_url).close()
+    engine = sa.create_engine(parse_url(db_url))
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    engine.dispose()
+    with pytest.raises(StoreError) as failure:
+        Store.open(db_url)
+    assert "revision 9999, unknown to this version" in str(failure.value)
+    assert failure.value.transient is False
