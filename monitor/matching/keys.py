@@ -1,0 +1,182 @@
+"""Per-kind identity keys of reported devices and of rows, in comparison form.
+
+Each function returns a hashable key, or ``None`` when the device or row has no such
+key (a ``None`` key never matches anything). Device keys come already normalized from
+the parser; row keys are normalized here, once per row and rule: MAC case, hex vs
+decimal numbers, UUID case. Stored values are never rewritten.
+
+Only the natural-key functions read ``device.keys``, which the parser loads lazily:
+the alias rules run first, so a device matched by its alias never pays for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+from monitor.model.address import Address
+from monitor.model.device import ReportedDevice
+from monitor.model.hostaddress import HostAddress, parse_node_device_name
+from monitor.model.ids import normalize_mac, normalize_number, normalize_uuid
+from monitor.model.rows import DeviceRow
+
+# Singleton kinds told apart by their model or type, not by the tag alone.
+KIND_BY_DEVICE = frozenset({"video", "graphics"})
+
+
+def _text(value: Any) -> str | None:
+    """Lower-case comparison form of a free-text id (a serial, a LUN WWID)."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    return text or None
+
+
+def _id(value: Any) -> str | None:
+    """A UUID in canonical form; other ids in lower case."""
+    if value is None:
+        return None
+    if isinstance(value, str) and len(value) == 36 and value[8] == "-" and value == value.lower():
+        return value  # already canonical, or not a UUID at all: the same comparison form
+    return normalize_uuid(str(value)) or _text(value)
+
+
+# --- alias rules -----------------------------------------------------------------
+
+def user_alias_id(device: ReportedDevice) -> str | None:
+    return device.alias.user_uuid
+
+
+def row_id(row: DeviceRow) -> str | None:
+    return _id(row.device_id)
+
+
+def alias(device: ReportedDevice) -> Hashable | None:
+    return (device.type, device.alias.name) if device.alias.name else None
+
+
+def row_alias(row: DeviceRow) -> Hashable | None:
+    """Only a non-empty stored alias: an empty one never matches a device without alias."""
+    return (row.type, row.alias) if row.alias else None
+
+
+# --- natural keys ----------------------------------------------------------------
+
+def mac(device: ReportedDevice) -> str | None:
+    value = device.keys.mac
+    return normalize_mac(value) or _text(value)
+
+
+def row_mac(row: DeviceRow) -> str | None:
+    value = row.spec_params.get("mac_address")
+    return normalize_mac(value) or _text(value)
+
+
+def serial(device: ReportedDevice) -> str | None:
+    return _id(device.keys.serial)
+
+
+def source(device: ReportedDevice) -> str | None:
+    """The disk's source path/dev in lower case: row ids are searched inside it."""
+    return _text(device.keys.source)
+
+
+def row_path_parts(row: DeviceRow) -> tuple[str, ...] | None:
+    """What may appear inside a disk's source path: its device id and its LUN WWID."""
+    parts = tuple(p for p in (row_id(row), _text(row.spec_params.get("lun_id"))) if p)
+    return parts or None
+
+
+def host_address(device: ReportedDevice) -> HostAddress | None:
+    return device.keys.host_address
+
+
+def row_host_address(row: DeviceRow) -> HostAddress | None:
+    return parse_node_device_name(row.host_device)
+
+
+def controller(device: ReportedDevice) -> Hashable | None:
+    keys = device.keys
+    if keys.controller_index is None:
+        return None
+    return (device.device, normalize_number(keys.controller_index), keys.controller_model or None)
+
+
+def row_controller(row: DeviceRow) -> Hashable | None:
+    index = row.spec_params.get("index")
+    if index is None:
+        return None
+    return (row.device, normalize_number(index), row.spec_params.get("model") or None)
+
+
+def memory(device: ReportedDevice) -> Hashable | None:
+    keys = device.keys
+    if keys.memory_size_mib is None:
+        return None
+    return (normalize_number(keys.memory_node), normalize_number(keys.memory_size_mib))
+
+
+def row_memory(row: DeviceRow) -> Hashable | None:
+    size = row.spec_params.get("size")
+    if size is None:
+        return None
+    return (normalize_number(row.spec_params.get("node")), normalize_number(size))
+
+
+def channel(device: ReportedDevice) -> Hashable | None:
+    keys = device.keys
+    if keys.channel_target_type is None and keys.channel_target_name is None:
+        return None
+    return (device.device, keys.channel_target_type, keys.channel_target_name)
+
+
+def row_channel(row: DeviceRow) -> Hashable | None:
+    target_type = row.spec_params.get("target_type")
+    target_name = row.spec_params.get("target_name")
+    if target_type is None and target_name is None:
+        return None
+    return (row.device, target_type, target_name)
+
+
+def kind(device: ReportedDevice) -> Hashable:
+    """A singleton's kind: video by model type, graphics by type, the rest by type alone."""
+    if device.type in KIND_BY_DEVICE:
+        return (device.type, device.device.lower())
+    return (device.type,)
+
+
+def row_kind(row: DeviceRow) -> Hashable:
+    if row.type in KIND_BY_DEVICE:
+        return (row.type, row.device.lower())
+    return (row.type,)
+
+
+# --- fallbacks -------------------------------------------------------------------
+
+def address(device: ReportedDevice) -> Hashable | None:
+    key = device.address.key
+    return (device.type, key) if key else None
+
+
+def row_address(row: DeviceRow) -> Hashable | None:
+    key = Address(row.address).key if row.address else None
+    return (row.type, key) if key else None
+
+
+def row_typed_id(row: DeviceRow) -> Hashable | None:
+    return (row.type, row_id(row))
+
+
+# --- for people ------------------------------------------------------------------
+
+def key_text(key: Any) -> str:
+    """A key as one short, stable string: for explanations and derived-id names."""
+    if isinstance(key, HostAddress):
+        return key.node_device_name()
+    if isinstance(key, tuple):
+        if key and all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in key):
+            return ",".join(f"{name}={key_text(value)}" for name, value in key)  # an address
+        return "/".join(key_text(part) for part in key)
+    if key is None:
+        return "-"
+    return str(key)
