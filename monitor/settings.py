@@ -48,7 +48,6 @@ class Settings:
     hosts: tuple[HostSettings, ...] = ()
     interval_s: float = 5.0
     batch_size: int = 50
-    host_timeout_s: float = 30.0
     backoff_max_s: float = 300.0
     limits: Limits = field(default_factory=Limits)
     metrics_address: str | None = None  # "127.0.0.1:9108" serves /metrics and /healthz
@@ -95,7 +94,6 @@ def load_settings(db: str | None = None, config: str | None = None) -> Settings:
             hosts=tuple(hosts),
             interval_s=float(worker.get("interval", 5.0)),
             batch_size=int(worker.get("batch_size", 50)),
-            host_timeout_s=float(worker.get("host_timeout", 30.0)),
             backoff_max_s=float(worker.get("backoff_max", 300.0)),
             limits=Limits(**limits),
             metrics_address=worker.get("metrics_address"),

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
-from monitor import __version__
+from monitor import __version__, logfields
 from monitor.errors import MonitorError
 
 # Each module defines ``register(subparsers)``; heavy imports stay inside its run function.
@@ -19,6 +18,7 @@ VERB_MODULES = (
     "db",
     "inventory",
     "domxml",
+    "start",
     "record",
     "bench",
 )
@@ -74,11 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    logging.basicConfig(
-        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    logfields.configure(args.verbose + getattr(args, "default_verbosity", 0))
     try:
         return int(args.func(args) or 0)
     except MonitorError as error:

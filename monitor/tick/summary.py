@@ -1,0 +1,65 @@
+"""What one tick of one host did: counted for the summary line, the logs and the metrics."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class TickSummary:
+    host: str
+    polled: int = 0
+    fetched: int = 0  # XML documents returned by the dump
+    applied: int = 0  # VMs whose XML was applied (hash advanced)
+    changed: int = 0  # applied VMs with at least one row written
+    rows_written: int = 0
+    rules: Counter = field(default_factory=Counter)  # matched devices by rule
+    new: int = 0
+    unplugged: int = 0
+    deleted: int = 0
+    foreign: int = 0
+    conflicts: int = 0
+    skipped: Counter = field(default_factory=Counter)  # bookkeeping reasons, 'locked'
+    errors: Counter = field(default_factory=Counter)  # by kind: xml, missing, db, host-*
+    host_error: str | None = None
+    duration_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.host_error is None
+
+    def line(self) -> str:
+        """The one summary line per tick an operator reads."""
+        rules = ",".join(f"{name}={count}" for name, count in sorted(self.rules.items()))
+        errors = ",".join(f"{name}={count}" for name, count in sorted(self.errors.items()))
+        skipped = ",".join(f"{name}={count}" for name, count in sorted(self.skipped.items()))
+        parts = [
+            f"host={self.host}",
+            f"polled={self.polled}",
+            f"fetched={self.fetched}",
+            f"applied={self.applied}",
+            f"changed={self.changed}",
+            f"rows={self.rows_written}",
+            f"matched[{rules or '-'}]",
+            f"new={self.new}",
+            f"unplugged={self.unplugged}",
+            f"deleted={self.deleted}",
+            f"foreign={self.foreign}",
+            f"conflicts={self.conflicts}",
+            f"skipped[{skipped or '-'}]",
+            f"errors[{errors or '-'}]",
+            f"time={self.duration_s * 1000:.0f}ms",
+        ]
+        if self.host_error:
+            parts.insert(1, f"HOST-ERROR={self.host_error}")
+        return " ".join(parts)
+
+    def add(self, other: "TickSummary") -> None:
+        """Fold another tick's counts into this one (replay totals)."""
+        for name in ("polled", "fetched", "applied", "changed", "rows_written", "new",
+                     "unplugged", "deleted", "foreign", "conflicts", "duration_s"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.rules.update(other.rules)
+        self.skipped.update(other.skipped)
+        self.errors.update(other.errors)

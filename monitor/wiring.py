@@ -1,0 +1,59 @@
+"""The one place that builds things from settings: stores, tick contexts, emitters.
+
+Nothing is built at import time; the CLI verbs call these and pass the results in.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+from monitor.adapters.jsonlines import JsonLinesAdapter
+from monitor.errors import UsageError
+from monitor.settings import Settings, load_settings
+from monitor.store import Store
+from monitor.tick.host_tick import TickContext
+
+
+def settings_from(args) -> Settings:
+    return load_settings(db=getattr(args, "db", None), config=getattr(args, "config", None))
+
+
+def open_store(settings: Settings) -> Store:
+    return Store.open(settings.db_url)
+
+
+def worker_name() -> str:
+    """This process's name in the devices lock: host name and pid."""
+    return f"monitor@{socket.gethostname()}:{os.getpid()}"
+
+
+def tick_context(store: Store, settings: Settings, emitters=()) -> TickContext:
+    return TickContext(
+        store=store,
+        holder=worker_name(),
+        limits=settings.limits,
+        batch_size=settings.batch_size,
+        emitters=tuple(emitters),
+    )
+
+
+@contextmanager
+def emit_dicts(target: str | None) -> Iterator[list[JsonLinesAdapter]]:
+    """``--emit-dicts FILE|-``: the JSON-lines adapter, or nothing."""
+    if not target:
+        yield []
+        return
+    if target == "-":
+        yield [JsonLinesAdapter(sys.stdout)]
+        return
+    try:
+        stream: TextIO = open(target, "w", encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"--emit-dicts {target}: {error.strerror}") from None
+    with stream:
+        yield [JsonLinesAdapter(stream)]

@@ -1,0 +1,1 @@
+"""The worker: one APScheduler job per host, never overlapping itself."""

@@ -1,0 +1,63 @@
+"""One host's job: a tick, then its backoff if the host failed.
+
+A host that times out, refuses or cannot be reached is backed off (the interval,
+doubled per failure up to ``backoff_max``) without delaying other hosts, which have
+jobs of their own. A database failure is logged in one line and retried the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from monitor.errors import StoreError
+from monitor.hosts.source import HostSource
+from monitor.logfields import fields
+from monitor.tick.host_tick import TickContext, run_tick
+from monitor.tick.replay import held_by_device_command
+from monitor.tick.summary import TickSummary
+
+log = logging.getLogger("monitor.worker")
+
+
+class HostJob:
+    def __init__(self, source: HostSource, context: TickContext, *, interval_s: float,
+                 backoff_max_s: float, on_summary: Callable[[TickSummary], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.source = source
+        self.context = context
+        self.interval_s = interval_s
+        self.backoff_max_s = backoff_max_s
+        self.on_summary = on_summary
+        self.clock = clock
+        self.failures = 0
+        self.not_before = 0.0
+        self.ticks = 0
+
+    @property
+    def host(self) -> str:
+        return self.source.name
+
+    def __call__(self) -> None:
+        if self.clock() < self.not_before:
+            return  # backing off this host only
+        try:
+            with held_by_device_command(self.context, self.source.held_locks()):
+                summary = run_tick(self.source, self.context)
+        except StoreError as error:
+            self._failed(f"database: {error}")
+            return
+        self.ticks += 1
+        if summary.host_error:
+            self._failed(f"host {summary.host_error}")
+        else:
+            self.failures = 0
+        self.on_summary(summary)
+
+    def _failed(self, what: str) -> None:
+        self.failures += 1
+        delay = min(self.interval_s * 2 ** self.failures, self.backoff_max_s)
+        self.not_before = self.clock() + delay
+        log.warning("%s; next try in %.0fs", what, delay,
+                    extra=fields(host=self.host, kind="backoff"))

@@ -1,0 +1,23 @@
+"""Host sources from settings: a libvirt URI, or a recorded fixture played in a loop."""
+
+from __future__ import annotations
+
+from monitor.errors import UsageError
+from monitor.hosts.fixture import read_fixture
+from monitor.hosts.replay import LoopingReplaySource
+from monitor.hosts.source import HostSource, is_host_name
+from monitor.settings import HostSettings
+
+
+def build_source(host: HostSettings) -> HostSource:
+    if not is_host_name(host.name):
+        raise UsageError(f"host name {host.name!r}: use letters, digits, '.', '_', '-' "
+                         "(a name, never a URI)")
+    if host.fixture:
+        return LoopingReplaySource(read_fixture(host.fixture), host.name)
+    try:
+        from monitor.hosts.libvirt_source import LibvirtHostSource
+    except ImportError:
+        raise UsageError(f"host {host.name}: libvirt-python is not installed "
+                         "(pip install 'monitor[libvirt]')") from None
+    return LibvirtHostSource(host.uri, host.name)
