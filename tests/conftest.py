@@ -83,3 +83,25 @@ def db_url(request, tmp_path) -> str:
     with engine.begin() as connection:
         connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def libvirt_module():
+    """libvirt-python with a working test driver, or a skip (a failure in CI)."""
+    try:
+        import libvirt
+    except ImportError:
+        missing("needs libvirt-python", "MONITOR_REQUIRE_LIBVIRT")
+    try:
+        libvirt.open("test:///default").close()
+    except libvirt.libvirtError as error:
+        missing(f"libvirt's test driver does not open: {error}", "MONITOR_REQUIRE_LIBVIRT")
+    return libvirt
+
+
+@pytest.fixture(scope="session")
+def domain_rng(corpus):
+    """libvirt's RelaxNG schema for a domain, loaded once."""
+    from lxml import etree
+
+    return etree.RelaxNG(file=str(corpus / "libvirt" / "schemas" / "domain.rng"))

@@ -14,11 +14,12 @@ from monitor.store import Store
 from monitor.tick.host_tick import TickContext
 from monitor.tick.replay import replay
 
-FIXTURE_DIRS = sorted(p for p in FIXTURES.iterdir() if (p / "ticks").is_dir())
+DEMO = FIXTURES.parent / "monitor" / "demo" / "recording"  # what `monitor run` plays
+FIXTURE_DIRS = sorted(p for p in FIXTURES.iterdir() if (p / "ticks").is_dir()) + [DEMO]
 
 
 def test_every_fixture_has_expected():
-    assert len(FIXTURE_DIRS) >= 10
+    assert len(FIXTURE_DIRS) >= 11
     assert all((p / "expected.json").is_file() for p in FIXTURE_DIRS)
 
 
@@ -162,3 +163,27 @@ def test_unusable_fixture_is_one_line(tmp_path, capsys):
     assert main(["replay", str(tmp_path), "--db", f"sqlite:///{tmp_path / 'm.db'}"]) == 4
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("fixture", FIXTURE_DIRS, ids=[p.name for p in FIXTURE_DIRS])
+def test_every_fixture_vm_is_runnable(fixture, domain_rng):
+    """`monitor domxml` of every VM, before and after the replay, validates (BRIEF section 9)."""
+    import json
+
+    from lxml import etree
+
+    from monitor.domxml.builder import build_domain_xml
+    from monitor.store.inventory import parse_document
+
+    checked = 0
+    for name in ("inventory.json", "expected.json"):
+        path = fixture / name
+        if not path.exists():
+            continue
+        document = parse_document(json.loads(path.read_text()))
+        for vm in document.vms:
+            xml = build_domain_xml(vm, document.rows.get(vm.id, []))
+            tree = etree.fromstring(xml)
+            assert domain_rng.validate(tree), (vm.name, domain_rng.error_log.last_error)
+            checked += 1
+    assert checked >= 2

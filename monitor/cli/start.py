@@ -1,0 +1,57 @@
+"""``monitor start VM_ID --host URI``: run a VM on a libvirt host with our Domain XML."""
+
+from __future__ import annotations
+
+import argparse
+
+from monitor.cli.options import add_db_option
+
+EPILOG = """\
+The XML is what 'monitor domxml VM_ID' prints: managed devices carry ua-<device id>
+aliases, so the next poll of that host finds every one of them by its alias. The VM is
+recorded as running on --host-name (default: the URI's host, or 'localhost' for a
+local URI) with status WaitForLaunch; the worker reconciles it once the host reports
+it Up. The command holds the VM's devices lock while it runs.
+
+example:
+  monitor start 6d1a8a53-7f2c-4b8e-9a41-3c5e2f0b7d19 --host qemu+ssh://root@host1/system
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "start", help="define and start a VM on a libvirt host",
+        description="Build a VM's Domain XML from the DB, define and start it on a "
+        "libvirt host, and record which host runs it.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("vm_id", metavar="VM_ID")
+    parser.add_argument("--host", required=True, metavar="URI", help="a libvirt URI")
+    parser.add_argument("--host-name", metavar="NAME",
+                        help="the host's name in the DB ([A-Za-z0-9._-]+)")
+    add_db_option(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from monitor.commands.start import default_host_name, start_vm
+    from monitor.errors import UsageError
+    from monitor.hosts.source import is_host_name
+    from monitor.model.ids import normalize_uuid
+    from monitor.settings import HostSettings
+    from monitor.wiring import open_store, settings_from
+    from monitor.worker.sources import build_source
+
+    vm_id = normalize_uuid(args.vm_id)
+    if vm_id is None:
+        raise UsageError(f"VM id {args.vm_id!r} is not a UUID")
+    name = args.host_name or default_host_name(args.host)
+    if not is_host_name(name):
+        raise UsageError(f"host name {name!r}: use letters, digits, '.', '_', '-'")
+    source = build_source(HostSettings(name=name, uri=args.host))
+    with open_store(settings_from(args)) as store:
+        try:
+            start_vm(store, vm_id, source, name)
+        finally:
+            source.close()
+    print(f"started VM {vm_id} on {name} ({args.host}); the next poll reconciles it")
+    return 0

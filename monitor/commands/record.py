@@ -1,0 +1,111 @@
+"""The recorder: a live host written as a fixture (BRIEF section 6).
+
+Each tick polls the host and dumps the VMs whose hash changed since the previous
+recorded tick (all of them on the first), exactly what the worker would fetch. The
+inventory comes from the DB for the VMs it knows; a VM the DB does not know is made
+from the first tick: one VM per domain, one managed row per device that carries a
+user alias ``ua-<uuid>`` (that uuid as its device id), no row for the other devices.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+from monitor.domxml import parse_domain
+from monitor.errors import HostError, XmlError
+from monitor.hosts.fixture_writer import FixtureWriter
+from monitor.hosts.source import HostSource, VmReport
+from monitor.legacy.converter import new_spec_params
+from monitor.logfields import fields
+from monitor.model.domain import ParsedDomain
+from monitor.model.rows import DeviceRow, VmRecord
+from monitor.store import Store
+from monitor.store.inventory import build_document
+
+log = logging.getLogger("monitor.record")
+
+
+class RecordSummary(NamedTuple):
+    ticks: int
+    vms: int
+    xml_files: int
+    from_db: int  # VMs whose inventory came from the DB
+
+
+def record(source: HostSource, writer: FixtureWriter, *, ticks: int, interval_s: float,
+           store: Store | None = None,
+           between_ticks: Callable[[int], None] | None = None) -> RecordSummary:
+    """Record ``ticks`` ticks; ``between_ticks(n)`` runs after tick n (tests change VMs there)."""
+    previous: dict[str, VmReport] = {}
+    first_xml: dict[str, bytes] = {}
+    xml_files = 0
+    for number in range(1, ticks + 1):
+        if number > 1:
+            if between_ticks is not None:
+                between_ticks(number - 1)
+            time.sleep(interval_s)  # the recording's own pace, not a synchronisation
+        try:
+            reports = source.poll()
+        except HostError as error:
+            writer.write_tick(number, source.name, error.kind)
+            continue
+        changed = [vm_id for vm_id, report in reports.items()
+                   if report.hash and previous.get(vm_id) != report]
+        xmls = source.dump(sorted(changed)) if changed else {}
+        writer.write_tick(number, source.name, reports, xmls)
+        xml_files += len(xmls)
+        for vm_id, xml in xmls.items():
+            first_xml.setdefault(vm_id, xml)
+        previous = dict(reports)
+    vms, rows, from_db = _inventory(source.name, first_xml, previous, store)
+    writer.write_inventory(build_document(vms, rows))
+    return RecordSummary(ticks, len(vms), xml_files, from_db)
+
+
+def _inventory(host: str, first_xml: dict[str, bytes], last: dict[str, VmReport],
+               store: Store | None):
+    known: dict[str, VmRecord] = {}
+    known_rows: dict[str, list[DeviceRow]] = {}
+    if store is not None:
+        with store.transaction() as tx:
+            known = tx.vms(first_xml)
+            known_rows = tx.rows(known)
+    vms, rows = list(known.values()), dict(known_rows)
+    for vm_id, xml in sorted(first_xml.items()):
+        if vm_id in known:
+            continue
+        try:
+            parsed = parse_domain(xml)
+        except XmlError as error:
+            log.warning("not in the inventory: %s", error, extra=fields(host=host, vm=vm_id))
+            continue
+        vms.append(VmRecord(id=vm_id, name=parsed.name or vm_id, host=host,
+                            status=last[vm_id].status if vm_id in last else None))
+        rows[vm_id] = managed_rows_from(vm_id, parsed)
+    return vms, rows, len(known)
+
+
+def managed_rows_from(vm_id: str, parsed: ParsedDomain) -> list[DeviceRow]:
+    """One managed, plugged row per device with a user alias; no address or alias yet,
+    and the spec params run-VM needs to write the device again (docs/run-vm.md)."""
+    return [
+        DeviceRow(device_id=device.alias.user_uuid, vm_id=vm_id, type=device.type,
+                  device=device.device, spec_params=_spec_params(device),
+                  is_readonly=device.keys.readonly)
+        for device in parsed.devices
+        if device.alias.user_uuid is not None
+    ]
+
+
+def _spec_params(device) -> dict:
+    keys = device.keys
+    spec = new_spec_params(device)
+    if device.type == "interface" and keys.mac:
+        spec["mac_address"] = keys.mac
+    if device.type == "disk":
+        spec.update({k: v for k, v in (("bus", keys.target_bus), ("target_dev", keys.target_dev),
+                                        ("path", keys.source)) if v})
+    return spec
