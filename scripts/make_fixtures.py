@@ -69,8 +69,8 @@ def libvirt_added(vm: VmRecord, ports: int = 4) -> list[DeviceRow]:
     added += [
         row(vm, "sata0", "controller", "sata", False, index=0),
         row(vm, "vserial0", "controller", "virtio-serial", False, index=0),
-        row(vm, "ga-channel", "channel", "unix", False, name="org.qemu.guest_agent.0"),
-        row(vm, "spice-channel", "channel", "spicevmc", False, name="com.redhat.spice.0"),
+        row(vm, "ga-channel", "channel", "unix", False, target_name="org.qemu.guest_agent.0"),
+        row(vm, "spice-channel", "channel", "spicevmc", False, target_name="com.redhat.spice.0"),
     ]
     return added
 

@@ -157,10 +157,10 @@ def channels() -> VmBuilder:
     vm = VmBuilder("channels")
     vm.add("controller", "virtio-serial", "serial0", spec_params={"index": 0, "ports": 16})
     vm.add("channel", "unix", "qga")
-    vm.add("channel", "unix", "ovirt", spec_params={"name": "ovirt-guest-agent.0"})
+    vm.add("channel", "unix", "ovirt", spec_params={"target_name": "ovirt-guest-agent.0"})
     vm.add("channel", "spicevmc", "spice")
     vm.add("channel", "unix", "found-later", is_managed=False,
-           spec_params={"name": "org.example.0"}, alias="channel3",
+           spec_params={"target_name": "org.example.0"}, alias="channel3",
            address={"type": "virtio-serial", "controller": "0", "bus": "0", "port": "4"})
     return vm
 

@@ -179,7 +179,7 @@ def _kind_key(planned: PlannedDevice) -> tuple:
     if row.type == "controller":
         return (row.device, spec_int(spec.get("index"), 0))
     if row.type == "channel":
-        return (str(spec.get("name") or ""),)
+        return (str(spec.get("target_name") or ""),)
     if row.type == "memory":
         return (spec_int(spec.get("node"), 0),)
     return ()

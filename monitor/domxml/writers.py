@@ -230,14 +230,13 @@ def channel(planned: PlannedDevice, definition: VmDefinition) -> Element:
     row = planned.row
     kind = row.device or "unix"
     element = etree.Element("channel", type=kind)
-    if kind == "spicevmc":
-        name = _spec(row, "name", "com.redhat.spice.0")
-    else:
-        name = _spec(row, "name", "org.qemu.guest_agent.0")
+    # target_name/target_type: the same keys the channel-target matching rule reads
+    default = "com.redhat.spice.0" if kind == "spicevmc" else "org.qemu.guest_agent.0"
+    name = _spec(row, "target_name", default)
     if kind == "unix":
         path = _spec(row, "path", f"{CHANNEL_DIR}/{definition.vm_id}.{name}")
         _sub(element, "source", mode="bind", path=path)
-    _sub(element, "target", type="virtio", name=name)
+    _sub(element, "target", type=_spec(row, "target_type", "virtio"), name=name)
     return element
 
 
