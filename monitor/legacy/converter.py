@@ -13,7 +13,6 @@ from typing import Any
 from monitor.legacy.dicts import ConvertedVm, GuestDisk, LegacyDevice, LegacyVmDevices
 from monitor.matching import MatchResult, Rule, match
 from monitor.matching.policy import HOST_DEVICE_TYPES
-from monitor.matching.stable_id import order_key
 from monitor.model.device import ReportedDevice
 from monitor.model.domain import MetadataDevice, ParsedDomain, VmMetadata
 from monitor.model.ids import normalize_number
@@ -33,7 +32,7 @@ def convert_result(result: MatchResult, metadata: VmMetadata) -> ConvertedVm:
     ]
     entries += [(new.device, _legacy(new.device, new.device_id, new_spec_params(new.device),
                                      Rule.NEW_UNMANAGED)) for new in result.new]
-    entries.sort(key=lambda entry: order_key(entry[0]))
+    entries.sort(key=lambda entry: entry[0].position)
     guest_disks: dict[str, GuestDisk] = {}
     for device, legacy in entries:
         if disks and device.type == "disk":

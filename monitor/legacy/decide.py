@@ -62,21 +62,17 @@ def matched_update(row: DeviceRow, legacy: LegacyDevice,
                    guest_disk: GuestDisk | None) -> RowUpdate | None:
     """The row's new values after a match, or ``None`` when nothing would change."""
     address = legacy["address"]
-    if Address(address) == Address(row.address):
-        address = row.address
+    if address != row.address and Address(address) == Address(row.address):
+        address = row.address  # the same address written another way: keep it as stored
+    alias = legacy["alias"] or row.alias
+    logical_name = guest_disk["name"] if guest_disk else row.logical_name
     host_device = legacy.get("hostdev", row.host_device)
     if host_device != row.host_device and _same_host_device(host_device, row.host_device):
         host_device = row.host_device
-    update = RowUpdate(
-        device_id=row.device_id,
-        is_plugged=True,
-        address=dict(address),
-        alias=legacy["alias"] or row.alias,
-        logical_name=guest_disk["name"] if guest_disk else row.logical_name,
-        host_device=host_device,
-    )
-    unchanged = (row.is_plugged, row.address, row.alias, row.logical_name, row.host_device)
-    return None if update[1:] == unchanged else update
+    if (row.is_plugged and address == row.address and alias == row.alias
+            and logical_name == row.logical_name and host_device == row.host_device):
+        return None
+    return RowUpdate(row.device_id, True, dict(address), alias, logical_name, host_device)
 
 
 def new_row(vm_id: str, legacy: LegacyDevice) -> DeviceRow:

@@ -41,6 +41,14 @@ def _id(value: Any) -> str | None:
     return normalize_uuid(str(value)) or _text(value)
 
 
+def _stored(value: Any) -> Hashable:
+    """A stored value in comparison form: a list or an object (a hand-edited row) as its
+    ``repr``, so that it is hashable and never equal to what XML gives."""
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    return repr(value)
+
+
 # --- alias rules -----------------------------------------------------------------
 
 def user_alias_id(device: ReportedDevice) -> str | None:
@@ -106,7 +114,7 @@ def row_controller(row: DeviceRow) -> Hashable | None:
     index = row.spec_params.get("index")
     if index is None:
         return None
-    return (row.device, normalize_number(index), row.spec_params.get("model") or None)
+    return (row.device, normalize_number(index), _stored(row.spec_params.get("model") or None))
 
 
 def memory(device: ReportedDevice) -> Hashable | None:
@@ -135,7 +143,7 @@ def row_channel(row: DeviceRow) -> Hashable | None:
     target_name = row.spec_params.get("target_name")
     if target_type is None and target_name is None:
         return None
-    return (row.device, target_type, target_name)
+    return (row.device, _stored(target_type), _stored(target_name))
 
 
 def kind(device: ReportedDevice) -> Hashable:
@@ -171,12 +179,12 @@ def row_typed_id(row: DeviceRow) -> Hashable | None:
 
 def key_text(key: Any) -> str:
     """A key as one short, stable string: for explanations and derived-id names."""
+    if type(key) is tuple:
+        if key and type(key[0]) is tuple:  # an address key: (name, value) pairs
+            return ",".join(f"{name}={value}" for name, value in key)
+        return "/".join(key_text(part) for part in key)
     if isinstance(key, HostAddress):
         return key.node_device_name()
-    if isinstance(key, tuple):
-        if key and all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in key):
-            return ",".join(f"{name}={key_text(value)}" for name, value in key)  # an address
-        return "/".join(key_text(part) for part in key)
     if key is None:
         return "-"
     return str(key)

@@ -183,25 +183,34 @@ class _Run:
     def __init__(self, vm_id, devices, rows, explain: bool) -> None:
         self.vm_id = vm_id
         self.devices: list[ReportedDevice] = list(devices)
-        self.rows: dict[int, DeviceRow] = {id(row): row for row in rows}
-        self.closed_row_ids: set[str] = set()
+        self.all_rows: list[DeviceRow] = list(rows)
+        self.rows: dict[int, DeviceRow] = {id(row): row for row in self.all_rows}
         self.matches: list[Match] = []
         self.conflicts: list[Conflict] = []
-        self.derived: dict[ReportedDevice, str] | None = None
+        self.derived: dict[ReportedDevice, str] = {}
         self.trace: dict[ReportedDevice, list[Attempt]] | None = (
             {device: [] for device in self.devices} if explain else None
         )
 
     def apply(self, step: Step) -> None:
         kinds = step.kinds
-        devices = [d for d in self.devices if kinds is None or d.type in kinds]
+        if kinds is None:
+            devices, rows = self.devices, list(self.rows.values())
+        else:
+            devices = [d for d in self.devices if d.type in kinds]
+            rows = [r for r in self.rows.values() if r.type in kinds] if devices else []
         if not devices:
             return
-        rows = [r for r in self.rows.values() if kinds is None or r.type in kinds]
         if not rows and self.trace is None:
             return  # nothing can match: keep natural keys unread
         note = self._note(step.rule) if self.trace is not None else None
-        key_of = step.device_key or self._derived_key
+        key_of = step.device_key
+        if key_of is None:  # stable-id: derive ids only for kinds that still have rows
+            if note is None:
+                row_types = {row.type for row in rows}
+                devices = [d for d in devices if d.type in row_types]
+            self.derived = derive_ids(self.vm_id, devices, self._closed_row_ids())
+            key_of = self._derived_key
         selection = SELECTORS[step.lookup](step, key_of, devices, rows, note)
         if selection:
             self._decide(step, selection)
@@ -212,20 +221,23 @@ class _Run:
         return note
 
     def _derived_key(self, device: ReportedDevice) -> Hashable:
-        if self.derived is None:
-            self.derived = derive_ids(self.vm_id, self.devices, self.closed_row_ids)
         return (device.type, self.derived[device])
 
+    def _closed_row_ids(self) -> set[str]:
+        """Ids of rows already matched or in conflict: a new row must not take one."""
+        return {keys.row_id(row) for row in self.all_rows if id(row) not in self.rows}
+
     def _decide(self, step: Step, selection: Selection) -> None:
-        selectors: dict[int, list[ReportedDevice]] = defaultdict(list)
-        for device, (_, candidates) in selection.items():
+        times_selected: dict[int, int] = {}
+        for _, candidates in selection.values():
             for row in candidates:
-                selectors[id(row)].append(device)
+                times_selected[id(row)] = times_selected.get(id(row), 0) + 1
+        selectors = None
         decided: set[ReportedDevice] = set()
         for device, (key, candidates) in selection.items():
             if device in decided:
                 continue
-            if len(candidates) == 1 and len(selectors[id(candidates[0])]) == 1:
+            if len(candidates) == 1 and times_selected[id(candidates[0])] == 1:
                 row = candidates[0]
                 decided.add(device)
                 if row.type == device.type:
@@ -235,6 +247,7 @@ class _Run:
                                    f"{keys.key_text(key)} names row {row.device_id} of type "
                                    f"{row.type}, but the device is a {device.type}")
                 continue
+            selectors = selectors or _selectors(selection)
             group, group_rows = _component(device, selection, selectors)
             decided.update(group)
             self._conflict(step.rule, group, group_rows, _reason(group, group_rows, selection))
@@ -242,7 +255,7 @@ class _Run:
 
     def _matched(self, device: ReportedDevice, row: DeviceRow, rule: Rule) -> None:
         self.matches.append(Match(device, row, rule))
-        self._close_row(row)
+        del self.rows[id(row)]
         if self.trace is not None:
             self.trace[device].append(Attempt(rule, Outcome.MATCHED, f"row {row.device_id}"))
 
@@ -251,14 +264,10 @@ class _Run:
         rows = tuple(sorted(rows, key=lambda row: row.device_id))
         self.conflicts.append(Conflict(rule, devices, rows, reason))
         for row in rows:
-            self._close_row(row)
+            del self.rows[id(row)]
         if self.trace is not None:
             for device in devices:
                 self.trace[device].append(Attempt(rule, Outcome.CONFLICT, reason))
-
-    def _close_row(self, row: DeviceRow) -> None:
-        del self.rows[id(row)]
-        self.closed_row_ids.add(keys.row_id(row))
 
     def _close(self, decided: set[ReportedDevice]) -> None:
         self.devices = [d for d in self.devices if d not in decided]
@@ -266,11 +275,14 @@ class _Run:
     def result(self) -> MatchResult:
         left = sorted(self.devices, key=order_key)
         unmanaged = [d for d in left if becomes_unmanaged(d)]
-        if self.derived is None and unmanaged:
-            self.derived = derive_ids(self.vm_id, unmanaged, self.closed_row_ids)
+        # Kinds the stable-id rule skipped (no open row of that type) are derived here;
+        # ids are grouped by type, so either way a kind's ids come from one call.
+        missing = [d for d in unmanaged if d not in self.derived]
+        if missing:
+            self.derived.update(derive_ids(self.vm_id, missing, self._closed_row_ids()))
         return MatchResult(
             vm_id=self.vm_id,
-            matches=tuple(sorted(self.matches, key=lambda m: order_key(m.device))),
+            matches=tuple(sorted(self.matches, key=_by_position)),
             new=tuple(NewDevice(d, self.derived[d]) for d in unmanaged),
             foreign=tuple(d for d in left if not becomes_unmanaged(d)),
             conflicts=tuple(sorted(self.conflicts, key=_conflict_order)),
@@ -278,6 +290,20 @@ class _Run:
             trace=(None if self.trace is None
                    else {device: tuple(attempts) for device, attempts in self.trace.items()}),
         )
+
+
+def _by_position(found: Match) -> int:
+    """Parsed devices have distinct positions; ties (hand-built devices) keep rule order."""
+    return found.device.position
+
+
+def _selectors(selection: Selection) -> dict[int, list[ReportedDevice]]:
+    """Row (by identity) -> the devices whose key selects it under this rule."""
+    selectors: dict[int, list[ReportedDevice]] = defaultdict(list)
+    for device, (_, candidates) in selection.items():
+        for row in candidates:
+            selectors[id(row)].append(device)
+    return selectors
 
 
 def _component(start: ReportedDevice, selection: Selection, selectors):

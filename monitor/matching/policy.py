@@ -114,8 +114,11 @@ def becomes_unmanaged(device: ReportedDevice) -> bool:
 
 def natural_steps(device_type: str) -> tuple[Step, ...]:
     """The natural-key rules of a kind, in policy order (the derived id uses the first key)."""
-    return tuple(
-        step for step in POLICY
-        if step.stage is Stage.NATURAL and step.lookup is not Lookup.UNIQUE
-        and step.kinds is not None and device_type in step.kinds
-    )
+    return _NATURAL_STEPS_BY_TYPE.get(device_type, ())
+
+
+_NATURAL_STEPS_BY_TYPE: dict[str, tuple[Step, ...]] = {}
+for _step in POLICY:
+    if _step.stage is Stage.NATURAL and _step.lookup is not Lookup.UNIQUE:
+        for _kind in _step.kinds or ():
+            _NATURAL_STEPS_BY_TYPE[_kind] = _NATURAL_STEPS_BY_TYPE.get(_kind, ()) + (_step,)

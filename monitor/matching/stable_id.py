@@ -41,8 +41,7 @@ def identity(device: ReportedDevice) -> str:
 
 def order_key(device: ReportedDevice) -> tuple:
     """Position first; the rest only breaks ties between devices built by hand."""
-    return (device.position, device.tag, device.type, device.device, device.alias.name,
-            keys.key_text(device.address.key))
+    return (device.position, device.tag, device.type, device.device, device.alias.name)
 
 
 def derive_ids(
