@@ -1,0 +1,59 @@
+"""A DB error inside a batch: the batch is rolled back and retried VM by VM; the failing
+VM keeps its old hash and rows, the others apply. The error is a real one, raised by a
+trigger in the database (SQLite and PostgreSQL), not a patched function."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from conftest import FIXTURES
+from monitor.hosts.fixture import read_fixture
+from monitor.hosts.replay import ReplayHostSource
+from monitor.store import Store
+from monitor.store.inventory import load_document, read_document
+from monitor.tick.host_tick import TickContext, run_tick
+
+AGENT_RESTART = FIXTURES / "agent-restart"
+
+
+def fail_updates_of(url: str, vm_id: str) -> None:
+    """Make every UPDATE of one VM's row fail inside the database."""
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.execute(sa.text(
+                "CREATE TRIGGER fail_one BEFORE UPDATE ON vms "
+                f"WHEN NEW.id = '{vm_id}' BEGIN SELECT RAISE(ABORT, 'injected failure'); END"))
+        else:
+            connection.execute(sa.text(
+                "CREATE FUNCTION fail_one() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN RAISE EXCEPTION 'injected failure'; END $$"))
+            connection.execute(sa.text(
+                "CREATE TRIGGER fail_one BEFORE UPDATE ON vms FOR EACH ROW "
+                f"WHEN (NEW.id = '{vm_id}') EXECUTE FUNCTION fail_one()"))
+    engine.dispose()
+
+
+def test_failed_batch_is_retried_vm_by_vm(db_url):
+    store = Store.open(db_url)
+    load_document(store, read_document(AGENT_RESTART / "inventory.json"))
+    fixture = read_fixture(AGENT_RESTART)
+    vm_ids = sorted(fixture.ticks[0].answer("host-a").reports)
+    doomed = vm_ids[1]
+    fail_updates_of(db_url, doomed)
+    with store.transaction() as tx:
+        before = tx.export([doomed])
+
+    context = TickContext(store=store, holder="test", batch_size=10)
+    summary = run_tick(ReplayHostSource(fixture.ticks[0], "host-a"), context)
+
+    assert summary.errors["db"] == 1
+    assert summary.applied == len(vm_ids) - 1
+    with store.transaction() as tx:
+        after = tx.export(vm_ids)
+        locks = tx.locked_vms(vm_ids, context.clock())
+    hashes = {vm["id"]: vm["hash"] for vm in after["vms"]}
+    assert hashes[doomed] is None  # not advanced
+    assert all(hashes[vm_id] for vm_id in vm_ids if vm_id != doomed)
+    assert [d for d in after["devices"] if d["vm_id"] == doomed] == before["devices"]
+    assert locks == set()  # released even though one VM failed
