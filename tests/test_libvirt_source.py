@@ -10,7 +10,6 @@ import re
 
 import pytest
 
-from conftest import missing
 from monitor.domxml.canonical import devices_digest
 from monitor.errors import HostRefused, HostUnreachable
 
@@ -57,17 +56,9 @@ def node_xml() -> str:
     return f"<node xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>{body}\n</node>\n"
 
 
-@pytest.fixture(scope="module")
-def libvirt_available():
-    try:
-        import libvirt
-    except ImportError:
-        missing("needs libvirt-python", "MONITOR_REQUIRE_LIBVIRT")
-    try:
-        libvirt.open("test:///default").close()
-    except libvirt.libvirtError as error:
-        missing(f"libvirt's test driver does not open: {error}", "MONITOR_REQUIRE_LIBVIRT")
-    return libvirt
+@pytest.fixture
+def libvirt_available(libvirt_module):
+    return libvirt_module
 
 
 @pytest.fixture
