@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from monitor.cli.options import add_db_option, add_json_option, print_json
+from monitor.cli.options import add_db_option, add_json_option, parse_vm_id, print_json
 
 EPILOG = """\
 Without --xml it reads the last Domain XML the engine fetched for the VM (kept by every
@@ -38,12 +38,9 @@ def run(args: argparse.Namespace) -> int:
     from monitor.domxml import parse_domain
     from monitor.domxml.parser import read_xml_file
     from monitor.errors import UsageError
-    from monitor.model.ids import normalize_uuid
     from monitor.wiring import open_store, settings_from
 
-    vm_id = normalize_uuid(args.vm_id)
-    if vm_id is None:
-        raise UsageError(f"VM id {args.vm_id!r} is not a UUID")
+    vm_id = parse_vm_id(args.vm_id)
     settings = settings_from(args)
     with open_store(settings) as store, store.transaction() as tx:
         vm = tx.vm(vm_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from monitor.cli.options import add_db_option
+from monitor.cli.options import add_db_option, parse_vm_id
 from monitor.errors import UsageError
 
 
@@ -25,14 +25,10 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from monitor.domxml.builder import build_domain_xml
-    from monitor.model.ids import normalize_uuid
-    from monitor.settings import load_settings
-    from monitor.store import Store
+    from monitor.wiring import open_store, settings_from
 
-    vm_id = normalize_uuid(args.vm_id)
-    if vm_id is None:
-        raise UsageError(f"VM id {args.vm_id!r} is not a UUID")
-    with Store.open(load_settings(db=args.db, config=args.config).db_url) as store:
+    vm_id = parse_vm_id(args.vm_id)
+    with open_store(settings_from(args)) as store:
         with store.transaction() as tx:
             vm = tx.vm(vm_id)
             rows = tx.rows([vm_id]).get(vm_id, []) if vm is not None else []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from monitor.cli.options import add_db_option
+from monitor.cli.options import add_db_option, parse_vm_id
 from monitor.errors import UsageError
 
 
@@ -35,10 +35,9 @@ def register(subparsers) -> None:
 
 
 def _store(args: argparse.Namespace):
-    from monitor.settings import load_settings
-    from monitor.store import Store
+    from monitor.wiring import open_store, settings_from
 
-    return Store.open(load_settings(db=args.db, config=args.config).db_url)
+    return open_store(settings_from(args))
 
 
 def run_load(args: argparse.Namespace) -> int:
@@ -56,14 +55,9 @@ def run_load(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from monitor.model.ids import normalize_uuid
     from monitor.store import dumps, export_document
 
-    vm_ids = None
-    if args.vm_ids:
-        vm_ids = [normalize_uuid(vm_id) for vm_id in args.vm_ids]
-        if None in vm_ids:
-            raise UsageError(f"--vm {args.vm_ids[vm_ids.index(None)]!r} is not a UUID")
+    vm_ids = [parse_vm_id(text, "--vm") for text in args.vm_ids] if args.vm_ids else None
     with _store(args) as store:
         document = export_document(store, vm_ids)
     if vm_ids:

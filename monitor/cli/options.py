@@ -27,3 +27,14 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, sort_keys=True, default=str)
     sys.stdout.write("\n")
+
+
+def parse_vm_id(text: str, what: str = "VM id") -> str:
+    """A VM id from the command line as the DB keys it (lower-case UUID), or a one-line error."""
+    from monitor.errors import UsageError
+    from monitor.model.ids import normalize_uuid
+
+    canonical = normalize_uuid(text)
+    if canonical is None:
+        raise UsageError(f"{what} {text!r} is not a UUID")
+    return canonical

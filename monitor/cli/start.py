@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from monitor.cli.options import add_db_option
+from monitor.cli.options import add_db_option, parse_vm_id
 
 EPILOG = """\
 The XML is what 'monitor domxml VM_ID' prints: managed devices carry ua-<device id>
@@ -36,14 +36,11 @@ def run(args: argparse.Namespace) -> int:
     from monitor.commands.start import default_host_name, start_vm
     from monitor.errors import UsageError
     from monitor.hosts.source import is_host_name
-    from monitor.model.ids import normalize_uuid
     from monitor.settings import HostSettings
     from monitor.wiring import open_store, settings_from
     from monitor.worker.sources import build_source
 
-    vm_id = normalize_uuid(args.vm_id)
-    if vm_id is None:
-        raise UsageError(f"VM id {args.vm_id!r} is not a UUID")
+    vm_id = parse_vm_id(args.vm_id)
     name = args.host_name or default_host_name(args.host)
     if not is_host_name(name):
         raise UsageError(f"host name {name!r}: use letters, digits, '.', '_', '-'")
