@@ -37,6 +37,10 @@ class StoreError(MonitorError):
 
     exit_code = 5
     transient = False  # set per error by monitor.store: a retry may succeed
+    # Set by monitor.store: the database as a whole cannot be used right now (unreachable,
+    # connection dropped, shutting down, an SQLite file locked by another writer), so
+    # the tick stops and backs off instead of retrying VM by VM. Implies ``transient``.
+    unavailable = False
 
 
 class HostError(MonitorError):
@@ -58,6 +62,12 @@ class HostRefused(HostError):
     """The host refused the batch (dump) call."""
 
     kind = "refused"
+
+
+class HostGarbage(HostError):
+    """The host answered something that is not an answer (a poll that is no mapping)."""
+
+    kind = "garbage"
 
 
 class DefinitionError(MonitorError):

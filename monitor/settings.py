@@ -51,6 +51,7 @@ class Settings:
     backoff_max_s: float = 300.0
     limits: Limits = field(default_factory=Limits)
     metrics_address: str | None = None  # "127.0.0.1:9108" serves /metrics and /healthz
+    metrics_allow_remote: bool = False  # bind metrics_address beyond the loopback
     health_stale_s: float = 120.0
     config_path: str | None = None
 
@@ -70,6 +71,28 @@ def read_config(path: str | None) -> tuple[dict, str | None]:
 
 def resolve_db_url(cli_value: str | None, config: dict) -> str:
     return cli_value or os.environ.get(ENV_DB_URL) or config.get("db") or default_db_url()
+
+
+def read_limits(raw, path: str | None) -> Limits:
+    """``[limits]``: known names only, each a positive whole number (a bool is not one)."""
+    if not isinstance(raw, dict):
+        raise UsageError(f"config {path}: [limits] must be a table")
+    known = Limits.__dataclass_fields__
+    for name, value in raw.items():
+        if name not in known:
+            raise UsageError(f"config {path}: [limits] {name} is not one of "
+                             f"{', '.join(known)}")
+        if type(value) is not int or value <= 0:
+            raise UsageError(f"config {path}: [limits] {name} must be a positive whole "
+                             f"number, not {value!r}")
+    return Limits(**raw)
+
+
+def _optional_text(table: dict, name: str, path: str | None) -> str | None:
+    value = table.get(name)
+    if value is not None and not isinstance(value, str):
+        raise UsageError(f"config {path}: {name} must be a string, not {value!r}")
+    return value
 
 
 def load_settings(db: str | None = None, config: str | None = None) -> Settings:
@@ -95,8 +118,9 @@ def load_settings(db: str | None = None, config: str | None = None) -> Settings:
             interval_s=float(worker.get("interval", 5.0)),
             batch_size=int(worker.get("batch_size", 50)),
             backoff_max_s=float(worker.get("backoff_max", 300.0)),
-            limits=Limits(**limits),
-            metrics_address=worker.get("metrics_address"),
+            limits=read_limits(limits, path),
+            metrics_address=_optional_text(worker, "metrics_address", path),
+            metrics_allow_remote=worker.get("metrics_allow_remote", False) is True,
             health_stale_s=float(worker.get("health_stale", 120.0)),
             config_path=path,
         )

@@ -351,6 +351,28 @@ def demo() -> None:
         s.host("host-b", on_b)
 
 
+def many_vms(root: Path, count: int = 30, versions: int = 1) -> list[VmRecord]:
+    """Not under fixtures/: the crash, DB-fault and two-worker tests write it to a tmp dir.
+
+    ``count`` VMs on host-a, each loaded with its managed rows and the hash
+    ``inventory``; tick k (1..versions) reports version k of every VM: the same managed
+    devices (user aliases) with k + 1 PCIe root ports and another layout. The rows a
+    version leaves do not depend on the version applied before it, so a test knows
+    the rows each hash must come with.
+    """
+    s = Scenario("many-vms", root=root)
+    vms = [replace(vm_record(f"many{i:03d}"), hash="inventory") for i in range(count)]
+    s.inventory(vms, [r for vm in vms for r in managed_rows(vm)])
+    for version in range(1, versions + 1):
+        s.next_tick()
+        s.host("host-a", {
+            vm.id: ("Up", live_xml(vm, managed_rows(vm) + libvirt_added(vm, ports=version + 1),
+                                   layout=version % 2))
+            for vm in vms
+        })
+    return vms
+
+
 SCENARIOS = {
     "vm-start": vm_start, "disk-hotplug": disk_hotplug, "hotplug-lock": hotplug_lock,
     "nic-unplug-replug": nic_unplug_replug, "dimm-hotplug": dimm_hotplug,

@@ -27,6 +27,9 @@ Configure real hosts in a TOML file (see docs/configuration.md):
   name = "host1"
   uri = "qemu+ssh://root@host1/system"
 
+With --metrics 127.0.0.1:9108 (or metrics_address under [worker]), Prometheus metrics
+are served on /metrics and a health check on /healthz (docs/operations.md).
+
 Stop with Ctrl-C or SIGTERM: ticks in progress finish first.
 """
 
@@ -48,16 +51,25 @@ def register(subparsers) -> None:
                         help="stop once every host has run N ticks (default: run until stopped)")
     parser.add_argument("--emit-dicts", metavar="FILE|-",
                         help="also write each applied VM's legacy dicts as JSON lines")
+    parser.add_argument("--metrics", metavar="HOST:PORT",
+                        help="serve /metrics (Prometheus) and /healthz there, e.g. "
+                        "127.0.0.1:9108 (default: config metrics_address, else off)")
     parser.set_defaults(func=run, default_verbosity=1)
 
 
 def run(args: argparse.Namespace) -> int:
+    from monitor.faults import check_environment
+
+    check_environment()  # a mistyped MONITOR_FAULT fails here, in one line
+
     from monitor.hosts.fixture import read_fixture
     from monitor.settings import HostSettings
     from monitor.wiring import emit_dicts, open_store, settings_from, tick_context
     from monitor.worker.host_job import HostJob
+    from monitor.worker.metrics import serving
     from monitor.worker.scheduler import Worker
     from monitor.worker.sources import build_source
+    from monitor.worker.stale_locks import release_dead_workers_locks
 
     settings = settings_from(args)
     hosts = settings.hosts
@@ -70,10 +82,19 @@ def run(args: argparse.Namespace) -> int:
         interval = args.interval or 1.0
     output = sys.stderr if args.emit_dicts == "-" else sys.stdout
     sources = [build_source(host) for host in hosts]
-    with open_store(settings) as store, emit_dicts(args.emit_dicts) as emitters:
+    metrics = serving(args.metrics or settings.metrics_address, [s.name for s in sources],
+                      stale_after_s=settings.health_stale_s,
+                      allow_remote=settings.metrics_allow_remote)
+    with open_store(settings) as store, emit_dicts(args.emit_dicts) as emitters, \
+            metrics as served:
         if demo:
             _load_demo_inventory(store, fixture, output)
         context = tick_context(store, settings, emitters)
+        if served:
+            context.on_tick = served[0].observe
+            print(f"monitor: metrics on {served[1].url}/metrics, health on "
+                  f"{served[1].url}/healthz", file=output, flush=True)
+        release_dead_workers_locks(store, context.holder)
 
         def show(summary) -> None:
             print(summary.line(), file=output, flush=True)

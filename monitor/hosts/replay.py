@@ -13,11 +13,11 @@ the last one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from monitor.errors import FixtureError, HostError, HostRefused, HostTimeout, HostUnreachable
 from monitor.hosts.fixture import Fixture, HostAnswer, Tick
-from monitor.hosts.source import VmReport
+from monitor.hosts.source import VmReport, xml_by_vm
 from monitor.model.ids import normalize_uuid
 
 _ERRORS: dict[str, type[HostError]] = {
@@ -50,16 +50,17 @@ class ReplayHostSource:
     def dump(self, vm_ids: Sequence[str]) -> dict[str, bytes]:
         if self._answer.error is not None:
             raise self._error()
-        xmls = {}
+        return xml_by_vm(self._recorded(vm_ids), self.name)
+
+    def _recorded(self, vm_ids: Sequence[str]) -> Iterator[tuple[str, bytes]]:
         for vm_id in vm_ids:
             canonical = normalize_uuid(vm_id)
             if canonical is None:
                 continue  # no file can name it: not returned
             try:
-                xmls[vm_id] = self._answer.xml_path(canonical).read_bytes()
+                yield vm_id, self._answer.xml_path(canonical).read_bytes()
             except FileNotFoundError:
                 continue  # recorded as not returned by the dump
-        return xmls
 
     def held_locks(self) -> frozenset[str]:
         return self._tick.locks

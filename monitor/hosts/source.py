@@ -10,9 +10,14 @@ engine's UTC clock when ``poll`` returns (BRIEF section 4), in replay too.
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple, Protocol
+
+from monitor.logfields import fields
+
+log = logging.getLogger("monitor.hosts")
 
 HOST_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -36,6 +41,22 @@ class VmReport(NamedTuple):
 def report(status: str, hash: str | None) -> VmReport:
     """A report with "not yet" normalized once: an empty hash becomes ``None``."""
     return VmReport(status, hash or None)
+
+
+def xml_by_vm(pairs: Iterable[tuple[str, bytes]], host: str) -> dict[str, bytes]:
+    """A dump's answer as ``{vm id: xml}``, keeping the first document of a VM.
+
+    A remote agent answers with a list, and may list a VM twice; which copy is newer
+    cannot be told, so the first one wins and every further one is logged.
+    """
+    xmls: dict[str, bytes] = {}
+    for vm_id, xml in pairs:
+        if vm_id in xmls:
+            log.warning("the dump returned this VM twice: the first document is used",
+                        extra=fields(host=host, vm=vm_id, kind="duplicate"))
+            continue
+        xmls[vm_id] = xml
+    return xmls
 
 
 class HostSource(Protocol):

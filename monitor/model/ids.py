@@ -31,8 +31,8 @@ def normalize_uuid(text: str | None) -> str | None:
 
 def normalize_mac(text: str | None) -> str | None:
     """Lower-case colon form of a MAC address, or ``None`` when ``text`` is not one."""
-    if not text:
-        return None
+    if not text or not isinstance(text, str):
+        return None  # also a number or an object in a hand-edited row: not a MAC
     text = text.strip()
     if not _MAC_RE.match(text):
         return None
@@ -43,10 +43,14 @@ def normalize_number(text: str | int | None) -> int | str | None:
     """An integer from ``0x1f`` or ``31`` (or an int); other text stays as it is.
 
     Values that do not fit a number stay strings, never an error: libvirt's
-    ``*-invalid.xml`` tests are full of them.
+    ``*-invalid.xml`` tests are full of them. A value of another type (a float, a
+    bool, a list or an object in a hand-edited row) becomes its ``repr``: hashable
+    and comparable, so a bad row never breaks a comparison, and never equal to an int.
     """
-    if text is None or isinstance(text, int):
+    if text is None or type(text) is int:
         return text
+    if not isinstance(text, str):
+        return repr(text)
     stripped = text.strip()
     try:
         if stripped[:2].lower() == "0x":

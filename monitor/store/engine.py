@@ -26,6 +26,9 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # PostgreSQL SQLSTATEs worth a retry: serialization failure, deadlock, lock not
 # available, query cancelled (statement/lock timeout), server shutting down.
 TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03"})
+# Of those, the ones where the whole database is gone for now (class 08 too): the
+# session was terminated, the server is shutting down or not accepting connections.
+UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
 SQLITE_TRANSIENT_WORDS = ("database is locked", "database table is locked", "busy")
 
 
@@ -60,12 +63,17 @@ def parse_url(url: str) -> URL:
 
 
 def create_engine(url: str) -> Engine:
-    """An Engine for ``url``; nothing connects until the first transaction."""
+    """An Engine for ``url``; nothing connects until the first transaction.
+
+    SQLite's busy timeout is ``SQLITE_BUSY_TIMEOUT_MS`` unless the URL says otherwise
+    with ``?timeout=SECONDS`` (the sqlite3 module's own parameter).
+    """
     parsed = parse_url(url)
     if parsed.get_backend_name() == "sqlite":
         _ensure_sqlite_folder(parsed)
+        busy_timeout_ms = _sqlite_busy_timeout_ms(parsed)
         engine = sa.create_engine(parsed, json_deserializer=json_loads, json_serializer=json_dumps)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_timeout_ms)
         return engine
     try:
         return sa.create_engine(
@@ -93,14 +101,27 @@ def _ensure_sqlite_folder(url: URL) -> None:
     raise StoreError(f"database folder does not exist: {folder}")
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _sqlite_busy_timeout_ms(url: URL) -> int:
+    value = url.query.get("timeout")
+    if value is None:
+        return SQLITE_BUSY_TIMEOUT_MS
+    try:
+        seconds = float(value if isinstance(value, str) else value[-1])
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise UsageError(f"database URL {render(url)}: timeout must be a number of seconds")
+    return round(seconds * 1000)
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     """Let SQLAlchemy, not the sqlite3 module, decide where transactions begin."""
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.close()
@@ -115,12 +136,26 @@ def store_error(error: sa.exc.SQLAlchemyError, url: URL | str) -> StoreError:
     original = getattr(error, "orig", None) or error
     first_line = (str(original).strip().splitlines() or [type(original).__name__])[0]
     result = StoreError(f"database {render(url)}: {first_line}")
-    result.transient = is_transient(error)
+    result.unavailable = is_unavailable(error)
+    result.transient = result.unavailable or is_transient(error)
     return result
 
 
 def is_transient(error: sa.exc.SQLAlchemyError) -> bool:
     """Connection drops, serialization failures, deadlocks, lock timeouts, a locked SQLite."""
+    if is_unavailable(error):
+        return True
+    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
+    return bool(sqlstate) and sqlstate in TRANSIENT_SQLSTATES
+
+
+def is_unavailable(error: sa.exc.SQLAlchemyError) -> bool:
+    """The whole database, not one statement, failed: retrying VM by VM cannot help.
+
+    A dropped or refused connection, a terminated session, a server shutting down,
+    or an SQLite file whose write lock another connection holds past the busy timeout.
+    A lock timeout, a deadlock or a serialization failure is about some rows only.
+    """
     if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
         return True
     original = getattr(error, "orig", None)
@@ -129,7 +164,7 @@ def is_transient(error: sa.exc.SQLAlchemyError) -> bool:
         return any(word in message for word in SQLITE_TRANSIENT_WORDS)
     sqlstate = getattr(original, "sqlstate", None)
     if sqlstate:
-        return sqlstate in TRANSIENT_SQLSTATES or sqlstate.startswith("08")
+        return sqlstate in UNAVAILABLE_SQLSTATES or sqlstate.startswith("08")
     # A PostgreSQL OperationalError without SQLSTATE: the connection failed or dropped.
     return isinstance(error, sa.exc.OperationalError) and original is not None and not (
         isinstance(original, sqlite3.Error)

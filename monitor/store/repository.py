@@ -44,6 +44,7 @@ _SELECT_HASH_TIMES = (
     sa.select(vms.c.id, vms.c.hash_time).where(vms.c.id.in_(_IDS)).order_by(vms.c.id)
     .with_for_update()  # PostgreSQL: no concurrent advance between the check and the UPDATE
 )
+_LOCK_VMS = sa.select(vms.c.id).where(vms.c.id.in_(_IDS)).order_by(vms.c.id).with_for_update()
 _DELETE_ROW = sa.delete(vm_devices).where(
     vm_devices.c.vm_id == sa.bindparam("b_vm_id"),
     vm_devices.c.device_id == sa.bindparam("b_device_id"),
@@ -229,6 +230,20 @@ class Tx:
             self._connection.execute(_advance_statement(with_status, with_host), params)
         return advanced
 
+    def lock_vms(self, vm_ids: Iterable[str]) -> None:
+        """PostgreSQL: lock these VMs' rows, in id order, until the transaction ends.
+
+        Taken before reading the VMs' device rows, so that another transaction
+        applying the same VMs (two hosts of one worker at a migration hand-over, a
+        worker whose devices lock expired) commits first and its rows are the ones
+        read here; otherwise changes decided on rows read before that commit would
+        land over it. SQLite needs nothing: BEGIN IMMEDIATE holds the write lock.
+        """
+        if self._connection.dialect.name != "postgresql":
+            return
+        for chunk in _chunks(sorted(vm_ids)):
+            self._connection.execute(_LOCK_VMS, {"ids": chunk}).all()
+
     # --- device rows ---------------------------------------------------------------
 
     def rows(self, vm_ids: Iterable[str]) -> dict[str, list[DeviceRow]]:
@@ -385,6 +400,16 @@ class Tx:
             for chunk in _chunks(vm_ids)
             for vm_id in self._connection.execute(query, {"ids": chunk}).scalars()
         }
+
+    def lock_holders(self) -> set[str]:
+        """Everyone holding a devices lock now, expired or not."""
+        query = sa.select(vm_device_locks.c.holder).distinct()
+        return set(self._connection.execute(query).scalars())
+
+    def release_all_locks_of(self, holder: str) -> int:
+        """Release every lock ``holder`` holds (a worker that died): the number released."""
+        statement = sa.delete(vm_device_locks).where(vm_device_locks.c.holder == holder)
+        return self._connection.execute(statement).rowcount
 
     def release_lock(self, vm_id: str, holder: str) -> None:
         self.release_locks([vm_id], holder)

@@ -8,8 +8,17 @@ next tick tries again:
 * the host fails to answer the poll or the dump -> nothing written but statuses;
 * a VM's devices lock is held (a device command is changing it) -> skipped;
 * the dump leaves a VM out -> retried next tick;
-* a malformed XML, or one for another VM -> ``last_error_hash``/``last_error``;
-* a DB error in a batch -> the batch is rolled back and retried VM by VM.
+* a malformed XML, one over the limits, or one for another VM -> ``last_error_hash``/
+  ``last_error``;
+* a host that answers garbage (a poll or dump that is no mapping) -> a ``HostGarbage``
+  for that host; a VM report of the wrong shape -> skipped (``bad-report``); XML for a
+  VM not asked for -> ignored (``unasked``);
+* a DB error in a batch -> the batch is rolled back and retried VM by VM;
+* the DB unavailable (connection lost, SQLite locked) -> the tick stops with a
+  StoreError and the worker backs off; committed batches stay, the rest is redone.
+
+``fault_point`` calls mark where the crash-safety tests kill the worker
+(``monitor.faults``).
 
 While a tick fetches and applies a VM it holds that VM's devices lock, so a hot-plug
 cannot commit a new row between our dump and our apply (and be unplugged by an XML
@@ -20,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import NamedTuple
@@ -28,7 +37,8 @@ from typing import NamedTuple
 from monitor.adapters.base import MonitoringAdapter
 from monitor.adapters.database import Correlated, apply_correlated
 from monitor.domxml import parse_domain
-from monitor.errors import HostError, StoreError, XmlError
+from monitor.errors import HostError, HostGarbage, StoreError, XmlError
+from monitor.faults import fault_point
 from monitor.hosts.source import HostSource, VmReport
 from monitor.legacy.converter import convert
 from monitor.legacy.dicts import ConvertedVm
@@ -60,6 +70,9 @@ class TickContext:
     clock: Callable[[], datetime] = utc_now
     on_tick: Callable[[TickSummary], None] | None = None  # metrics
     logged_once: set[tuple[str, str]] = field(default_factory=set)
+    # Per host: devices locks a tick failing on the DB could not release; that host's
+    # next tick releases them (the VMs it then skips would otherwise stay locked).
+    unreleased: dict[str, set[str]] = field(default_factory=dict)
 
 
 class Fetched(NamedTuple):
@@ -74,6 +87,9 @@ def run_tick(source: HostSource, context: TickContext) -> TickSummary:
     summary = TickSummary(host=source.name)
     try:
         _tick(source, context, summary)
+    except StoreError:
+        summary.stopped = True  # the metrics count it; the worker logs it and backs off
+        raise
     finally:
         summary.duration_s = time.perf_counter() - started
         if context.on_tick is not None:
@@ -84,40 +100,90 @@ def run_tick(source: HostSource, context: TickContext) -> TickSummary:
 def _tick(source: HostSource, context: TickContext, summary: TickSummary) -> None:
     host = source.name
     try:
-        reports = source.poll()
+        reports = _checked_reports(context, source.poll(), summary)
     except HostError as error:
         _host_failed(summary, error, "poll")
         return
     report_time = context.clock()
     summary.polled = len(reports)
+    leftover = context.unreleased.get(host)
     with context.store.transaction() as tx:
         stored = tx.vms(reports)
+        if leftover:
+            tx.release_locks(leftover, context.holder)
+    context.unreleased.pop(host, None)
     decided = plan(host, reports, report_time, stored)
     _log_skips(context, host, decided, reports)
     summary.skipped.update({reason.value: count for reason, count in decided.skipped.items()})
     _store_statuses(context, decided)
+    fault_point("after-plan")
 
     held = _lock(context, decided.to_fetch, report_time, summary)
     if not held:
         return
+    db_failed = False
     try:
         try:
             xmls = source.dump(sorted(held))
         except HostError as error:
             _host_failed(summary, error, "dump")
             return
+        fault_point("after-dump")
         hashes = {d.vm_id: d.hash for d in decided.decisions if d.vm_id in held}
         good = _parse(context, host, held, hashes, xmls, report_time, summary)
         for start in range(0, len(good), context.batch_size):
+            if start:
+                fault_point("between-batches")
             _apply_batch(context, good[start:start + context.batch_size], report_time, summary)
+        fault_point("before-unlock")
+    except StoreError:  # the DB is unavailable: the worker logs that once and backs off
+        db_failed = True
+        raise
     finally:
-        _unlock(context, held)
+        _unlock(context, host, held, quiet=db_failed)
 
 
 def _host_failed(summary: TickSummary, error: HostError, action: str) -> None:
     summary.host_error = error.kind
     summary.errors[f"host-{error.kind}"] += 1
     log.warning("%s failed: %s", action, error, extra=fields(host=summary.host, kind=error.kind))
+
+
+def _checked_reports(context: TickContext, reports, summary: TickSummary) -> dict[str, VmReport]:
+    """The poll's reports a tick can use: garbage for the whole host is a ``HostGarbage``,
+    a VM report of the wrong shape is skipped, logged once and counted as ``bad-report``.
+
+    Sources built on a remote agent's JSON can hand over anything; the tick must not
+    crash on it nor let it reach the DB.
+    """
+    if not isinstance(reports, Mapping):
+        raise HostGarbage(f"host {summary.host}: the poll answered a {type(reports).__name__}, "
+                          "not VM reports")
+    good: dict[str, VmReport] = {}
+    for vm_id, report in reports.items():
+        reason = _bad_report(vm_id, report)
+        if reason is None:
+            good[vm_id] = report
+            continue
+        summary.errors["bad-report"] += 1
+        key = (str(vm_id), "bad-report")
+        if key not in context.logged_once:
+            context.logged_once.add(key)
+            log.warning("bad report skipped: %s", reason,
+                        extra=fields(host=summary.host, vm=str(vm_id)[:80], kind="bad-report"))
+    return good
+
+
+def _bad_report(vm_id, report) -> str | None:
+    if not isinstance(vm_id, str):
+        return f"the VM id is a {type(vm_id).__name__}, not a string"
+    if not isinstance(report, tuple) or len(report) != 2:
+        return f"the report is a {type(report).__name__}, not (status, hash)"
+    if not isinstance(report[0], str):
+        return f"the status is a {type(report[0]).__name__}, not a string"
+    if report[1] is not None and not isinstance(report[1], str):
+        return f"the hash is a {type(report[1]).__name__}, not a string"
+    return None
 
 
 def _log_skips(context: TickContext, host: str, decided: Plan, reports) -> None:
@@ -159,12 +225,19 @@ def _lock(context: TickContext, vm_ids: Sequence[str], now: datetime,
     return held
 
 
-def _unlock(context: TickContext, held: Iterable[str]) -> None:
+def _unlock(context: TickContext, host: str, held: set[str], quiet: bool = False) -> None:
+    """Release our devices locks; if the DB fails, this host's next tick releases them.
+
+    ``quiet`` when the tick is already failing on the DB: that failure is the one line
+    an operator needs, not a second one for the same outage.
+    """
     try:
         with context.store.transaction() as tx:
             tx.release_locks(held, context.holder)
-    except StoreError as error:  # the lock expires by itself; the next tick retakes it
-        log.warning("could not release devices locks: %s", error)
+    except StoreError as error:
+        context.unreleased.setdefault(host, set()).update(held)
+        log.log(logging.INFO if quiet else logging.WARNING,
+                "could not release devices locks: %s", error)
 
 
 def _parse(context: TickContext, host: str, held: set[str], hashes: dict[str, str | None],
@@ -172,6 +245,11 @@ def _parse(context: TickContext, host: str, held: set[str], hashes: dict[str, st
            summary: TickSummary) -> list[Fetched]:
     good: list[Fetched] = []
     bad: list[tuple[str, str | None, bytes, str]] = []
+    if not isinstance(xmls, Mapping):
+        _host_failed(summary, HostGarbage(f"host {host}: the dump answered a "
+                                          f"{type(xmls).__name__}, not XML by VM"), "dump")
+        return good
+    _log_unasked(context, host, held, xmls, summary)
     for vm_id in sorted(held):
         xml = xmls.get(vm_id)
         if xml is None:
@@ -180,15 +258,11 @@ def _parse(context: TickContext, host: str, held: set[str], hashes: dict[str, st
                      extra=fields(host=host, vm=vm_id))
             continue
         summary.fetched += 1
-        try:
-            parsed = parse_domain(xml, limits=context.limits)
-            if parsed.uuid != vm_id:
-                raise XmlError(f"the XML is for VM {parsed.uuid or 'without a <uuid>'}, "
-                               f"not {vm_id}")
-        except XmlError as error:
-            bad.append((vm_id, hashes[vm_id], xml, str(error)))
-            continue
-        good.append(Fetched(vm_id, hashes[vm_id], xml, parsed))
+        xml, parsed = _read(context, vm_id, xml)
+        if isinstance(parsed, str):
+            bad.append((vm_id, hashes[vm_id], xml, parsed))
+        else:
+            good.append(Fetched(vm_id, hashes[vm_id], xml, parsed))
     if bad:
         summary.errors["xml"] += len(bad)
         with context.store.transaction() as tx:
@@ -201,18 +275,48 @@ def _parse(context: TickContext, host: str, held: set[str], hashes: dict[str, st
     return good
 
 
+def _read(context: TickContext, vm_id: str, xml) -> tuple[bytes, ParsedDomain | str]:
+    """The document as bytes, and the VM it holds or why it cannot be used."""
+    if isinstance(xml, str):
+        xml = xml.encode("utf-8")  # a remote agent's JSON carries text
+    elif not isinstance(xml, bytes):
+        return b"", f"the host returned a {type(xml).__name__}, not an XML document"
+    try:
+        parsed = parse_domain(xml, limits=context.limits)
+    except XmlError as error:
+        return xml, str(error)
+    if parsed.uuid != vm_id:
+        return xml, f"the XML is for VM {parsed.uuid or 'without a <uuid>'}, not {vm_id}"
+    return xml, parsed
+
+
+def _log_unasked(context: TickContext, host: str, held: set[str], xmls: Mapping,
+                 summary: TickSummary) -> None:
+    """XML for a VM this tick did not ask for is ignored: its hash was never decided on,
+    and its lock is not ours. Counted every tick, logged once per VM."""
+    for vm_id in sorted(map(str, xmls.keys() - held)):
+        summary.errors["unasked"] += 1
+        key = (vm_id, "unasked")
+        if key not in context.logged_once:
+            context.logged_once.add(key)
+            log.warning("the dump returned a VM it was not asked for: ignored",
+                        extra=fields(host=host, vm=vm_id[:80], kind="unasked"))
+
+
 def _apply_batch(context: TickContext, batch: Sequence[Fetched], report_time: datetime,
                  summary: TickSummary) -> None:
     try:
         applied = _apply(context, batch, report_time)
     except StoreError as error:
+        if error.unavailable:
+            raise  # VM by VM would fail alike: the whole tick is retried after a backoff
         if len(batch) == 1:
             summary.errors["db"] += 1
             log.warning("apply failed, hash kept, retried next tick: %s", error,
                         extra=fields(host=summary.host, vm=batch[0].vm_id, kind="db"))
             return
-        log.warning("batch of %d VMs failed, retrying one by one: %s", len(batch), error,
-                    extra=fields(host=summary.host, kind="db"))
+        log.info("batch of %d VMs failed, retrying one by one: %s", len(batch), error,
+                 extra=fields(host=summary.host, kind="db"))
         for one in batch:
             _apply_batch(context, [one], report_time, summary)
         return
@@ -220,12 +324,15 @@ def _apply_batch(context: TickContext, batch: Sequence[Fetched], report_time: da
         _count(context, summary, converted, changes)
         for emitter in context.emitters:
             emitter.handle(converted.vm_id, converted)
+    fault_point("after-commit")
 
 
 def _apply(context: TickContext, batch: Sequence[Fetched],
            report_time: datetime) -> list[tuple[ConvertedVm, VmChanges]]:
     with context.store.transaction() as tx:
-        rows = tx.rows([item.vm_id for item in batch])
+        vm_ids = [item.vm_id for item in batch]
+        tx.lock_vms(vm_ids)  # a concurrent apply of these VMs commits before we read
+        rows = tx.rows(vm_ids)
         items = [
             Correlated(convert(item.vm_id, item.parsed, rows[item.vm_id]),
                        rows[item.vm_id], item.hash, report_time)
@@ -233,6 +340,7 @@ def _apply(context: TickContext, batch: Sequence[Fetched],
         ]
         changes = apply_correlated(tx, items)
         tx.save_last_xmls([(item.vm_id, item.xml) for item in batch], report_time)
+        fault_point("in-batch")
     return [(item.converted, changes[item.converted.vm_id])
             for item in items if item.converted.vm_id in changes]
 

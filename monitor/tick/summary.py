@@ -23,11 +23,17 @@ class TickSummary:
     skipped: Counter = field(default_factory=Counter)  # bookkeeping reasons, 'locked'
     errors: Counter = field(default_factory=Counter)  # by kind: xml, missing, db, host-*
     host_error: str | None = None
+    stopped: bool = False  # the tick raised before its end (the database failed)
     duration_s: float = 0.0
 
     @property
     def ok(self) -> bool:
         return self.host_error is None
+
+    @property
+    def completed(self) -> bool:
+        """The tick ran to its end on a host that answered: what health counts as good."""
+        return self.host_error is None and not self.stopped
 
     def line(self) -> str:
         """The one summary line per tick an operator reads."""

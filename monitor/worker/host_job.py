@@ -1,8 +1,15 @@
-"""One host's job: a tick, then its backoff if the host failed.
+"""One host's job: a tick, then its backoff if the host or the database failed.
 
 A host that times out, refuses or cannot be reached is backed off (the interval,
 doubled per failure up to ``backoff_max``) without delaying other hosts, which have
-jobs of their own. A database failure is logged in one line and retried the same way.
+jobs of their own. A database failure is retried the same way, logged in one line:
+
+* the tick stopped on a StoreError (the DB unreachable, the connection cut, an SQLite
+  file locked): this job logs it, with the delay before the next try;
+* a VM failed alone (a lock timeout on its rows): the tick logged that VM's line and
+  went on with the others; this job only backs off, so the retry is not immediate.
+
+What committed stays committed; what did not keeps its old hash and is redone.
 """
 
 from __future__ import annotations
@@ -46,18 +53,20 @@ class HostJob:
             with held_by_device_command(self.context, self.source.held_locks()):
                 summary = run_tick(self.source, self.context)
         except StoreError as error:
-            self._failed(f"database: {error}")
+            self._failed(f"tick stopped, committed batches kept, the rest redone: {error}")
             return
         self.ticks += 1
         if summary.host_error:
             self._failed(f"host {summary.host_error}")
+        elif summary.errors["db"]:
+            self._failed(f"{summary.errors['db']} VMs not applied (database)", logging.INFO)
         else:
             self.failures = 0
         self.on_summary(summary)
 
-    def _failed(self, what: str) -> None:
+    def _failed(self, what: str, level: int = logging.WARNING) -> None:
         self.failures += 1
         delay = min(self.interval_s * 2 ** self.failures, self.backoff_max_s)
         self.not_before = self.clock() + delay
-        log.warning("%s; next try in %.0fs", what, delay,
-                    extra=fields(host=self.host, kind="backoff"))
+        log.log(level, "%s; next try in %gs", what, delay,
+                extra=fields(host=self.host, kind="backoff"))
