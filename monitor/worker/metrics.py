@@ -1,0 +1,260 @@
+"""Prometheus metrics and a health check for the worker, fed by every tick's summary.
+
+The only user of prometheus-client. Everything lives on a private
+``CollectorRegistry`` built by ``TickMetrics`` (nothing is registered at import time,
+so two workers in one test process do not collide). The worker hands
+``TickMetrics.observe`` to the tick as ``TickContext.on_tick``; the tick calls it once
+per tick, from the host's job thread, with the ``TickSummary`` it also prints.
+
+``MetricsServer`` serves ``/metrics`` (the Prometheus text format) and ``/healthz``
+with the standard library's HTTP server in a daemon thread. It binds loopback
+addresses only, unless the configuration says ``metrics_allow_remote = true``: the
+worker has no authentication, and its host names and counts are nobody else's business.
+See docs/operations.md for each metric and the health rule.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from socket import AF_INET6
+from typing import NamedTuple
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from monitor.errors import UsageError
+from monitor.tick.summary import TickSummary
+
+log = logging.getLogger("monitor.worker.metrics")
+
+TICK_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+def tick_outcome(summary: TickSummary) -> str:
+    """``ok``, ``host-<kind>`` (timeout, unreachable, refused, garbage) or ``db``."""
+    if summary.host_error:
+        return f"host-{summary.host_error}"
+    return "db" if summary.stopped else "ok"
+
+
+class HostHealth(NamedTuple):
+    host: str
+    good_ticks: int
+    seconds_since_good_tick: float  # since the worker started, before the first one
+
+
+class Health(NamedTuple):
+    stale_after_s: float
+    hosts: tuple[HostHealth, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(h.seconds_since_good_tick <= self.stale_after_s for h in self.hosts)
+
+    def as_json(self) -> bytes:
+        document = {
+            "status": "ok" if self.ok else "stale",
+            "stale_after_s": self.stale_after_s,
+            "hosts": {h.host: {"good_ticks": h.good_ticks,
+                               "seconds_since_good_tick": round(h.seconds_since_good_tick, 3),
+                               "stale": h.seconds_since_good_tick > self.stale_after_s}
+                      for h in self.hosts},
+        }
+        return json.dumps(document, sort_keys=True).encode("utf-8")
+
+
+class TickMetrics:
+    """The worker's counters, and when each host last completed a tick."""
+
+    def __init__(self, hosts: Sequence[str], *, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._clock = clock
+        self._monotonic = monotonic
+        self._started = monotonic()
+        self._lock = threading.Lock()
+        self._last_good: dict[str, float] = {}
+        self._good_ticks = dict.fromkeys(hosts, 0)
+        self._define()
+        for host in hosts:  # exported as 0 before the first tick, so rates start right
+            self.ticks.labels(host, "ok")
+            for counter in self._per_host:
+                counter.labels(host)
+
+    def _define(self) -> None:
+        registry = self.registry
+
+        def counter(name: str, text: str, labels=("host",)) -> Counter:
+            return Counter(name, text, labels, registry=registry)
+
+        self.ticks = counter("monitor_ticks", "Ticks run, by outcome: ok, host-<kind>, db.",
+                             ("host", "outcome"))
+        self.polled = counter("monitor_vms_polled", "VM reports the host's poll returned.")
+        self.fetched = counter("monitor_vms_fetched", "Domain XML documents the dump returned.")
+        self.applied = counter("monitor_vms_applied", "VMs whose XML was applied (hash advanced).")
+        self.rows = counter("monitor_rows_written", "Device rows updated, inserted or deleted.")
+        self.matched = counter("monitor_devices_matched", "Reported devices matched, by rule.",
+                               ("host", "rule"))
+        self.new = counter("monitor_devices_new", "New unmanaged rows inserted.")
+        self.unplugged = counter("monitor_devices_unplugged", "Managed rows unplugged.")
+        self.deleted = counter("monitor_devices_deleted", "Unmanaged rows deleted.")
+        self.foreign = counter("monitor_devices_foreign", "Reported devices that are no row.")
+        self.conflicts = counter("monitor_conflicts", "Ambiguous matches left alone.")
+        self.skipped = counter("monitor_vms_skipped", "Reported VMs not fetched, by reason.",
+                               ("host", "reason"))
+        self.errors = counter("monitor_errors", "Errors, by kind (see docs/operations.md).",
+                              ("host", "kind"))
+        self.duration = Histogram("monitor_tick_duration_seconds", "Time one tick took.",
+                                  ("host",), buckets=TICK_BUCKETS, registry=registry)
+        self.last_good = Gauge("monitor_last_successful_tick_timestamp_seconds",
+                               "Unix time the host last completed a tick (0: never).",
+                               ("host",), registry=registry)
+        self._per_host = (self.polled, self.fetched, self.applied, self.rows, self.new,
+                          self.unplugged, self.deleted, self.foreign, self.conflicts,
+                          self.last_good)
+
+    def observe(self, summary: TickSummary) -> None:
+        """Count one tick: ``TickContext.on_tick``."""
+        host = summary.host
+        self.ticks.labels(host, tick_outcome(summary)).inc()
+        self.duration.labels(host).observe(summary.duration_s)
+        for counter, value in ((self.polled, summary.polled), (self.fetched, summary.fetched),
+                               (self.applied, summary.applied),
+                               (self.rows, summary.rows_written), (self.new, summary.new),
+                               (self.unplugged, summary.unplugged),
+                               (self.deleted, summary.deleted),
+                               (self.foreign, summary.foreign),
+                               (self.conflicts, summary.conflicts)):
+            counter.labels(host).inc(value)
+        for labelled, counts in ((self.matched, summary.rules), (self.skipped, summary.skipped),
+                                 (self.errors, summary.errors)):
+            for label, count in counts.items():
+                labelled.labels(host, label).inc(count)
+        if summary.completed:
+            self.last_good.labels(host).set(self._clock())
+            with self._lock:
+                self._last_good[host] = self._monotonic()
+                self._good_ticks[host] = self._good_ticks.get(host, 0) + 1
+
+    def health(self, stale_after_s: float) -> Health:
+        now = self._monotonic()
+        with self._lock:
+            hosts = tuple(
+                HostHealth(host, count, now - self._last_good.get(host, self._started))
+                for host, count in sorted(self._good_ticks.items())
+            )
+        return Health(stale_after_s, hosts)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+# --- the HTTP endpoint -----------------------------------------------------------------
+
+
+def parse_address(text: str, *, allow_remote: bool = False) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9108`` for IPv6) -> (host, port); loopback unless allowed."""
+    host, colon, port_text = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not colon or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise UsageError(f"metrics address {text!r}: expected HOST:PORT, "
+                         "e.g. 127.0.0.1:9108")
+    if not allow_remote and not is_loopback(host):
+        raise UsageError(f"metrics address {text!r} is not a loopback address; set "
+                         "[worker] metrics_allow_remote = true to serve it to other machines")
+    return host, int(port_text)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class _Server6(_Server):
+    address_family = AF_INET6
+
+
+def _handler(metrics: TickMetrics, stale_after_s: float) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the http.server spelling)
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, CONTENT_TYPE_LATEST, metrics.exposition())
+            elif path == "/healthz":
+                health = metrics.health(stale_after_s)
+                self._send(200 if health.ok else 503, "application/json", health.as_json())
+            else:
+                self._send(404, "text/plain; charset=utf-8", b"try /metrics or /healthz\n")
+
+        def _send(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args) -> None:  # noqa: A002
+            log.debug("http: " + format, *args)
+
+    return Handler
+
+
+class MetricsServer:
+    """``/metrics`` and ``/healthz`` on one address, served from a daemon thread."""
+
+    def __init__(self, host: str, port: int, metrics: TickMetrics,
+                 stale_after_s: float) -> None:
+        server_class = _Server6 if ":" in host else _Server
+        try:
+            self._server = server_class((host, port), _handler(metrics, stale_after_s))
+        except OSError as error:
+            raise UsageError(f"metrics address {host}:{port}: {error.strerror or error}") from None
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name="metrics-http", daemon=True)
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        """The bound port: the one asked for, or the one the system chose for port 0."""
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        host = self._server.server_address[0]
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+@contextmanager
+def serving(address: str | None, hosts: Sequence[str], *, stale_after_s: float,
+            allow_remote: bool = False) -> Iterator[tuple[TickMetrics, MetricsServer] | None]:
+    """Metrics and their server for the worker's lifetime; ``None`` when off."""
+    if not address:
+        yield None
+        return
+    host, port = parse_address(address, allow_remote=allow_remote)
+    metrics = TickMetrics(hosts)
+    server = MetricsServer(host, port, metrics, stale_after_s)
+    try:
+        yield metrics, server
+    finally:
+        server.close()

@@ -1,0 +1,231 @@
+"""Hosts that answer badly, and documents over the limits, through a real tick.
+
+The host is a scripted fake (its answers are the test's input); the tick, the parser
+and the database are the real ones, on SQLite and PostgreSQL. What is checked each
+time: the bad part is refused, counted and logged, and the rest of the tick applies.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from monitor.domxml.parser import parse_domain
+from monitor.errors import UsageError
+from monitor.hosts.fixture import read_fixture
+from monitor.hosts.source import VmReport, xml_by_vm
+from monitor.settings import Limits, load_settings
+from monitor.store import Store
+from monitor.store.inventory import load_document, read_document
+from monitor.tick.host_tick import TickContext, run_tick
+from monitor.wiring import tick_context
+
+DEMO = Path(__file__).resolve().parent.parent / "monitor" / "demo" / "recording"
+FIRST, SECOND = "2c2ed32f-28fb-5716-a588-cbe726fb3dd1", "9b4d3cf8-d5db-5fa4-9488-c6d7e4444a13"
+ELSEWHERE = "14beb6cb-c7fe-5a9a-a891-e3318a6a81d9"  # a VM of host-b
+
+
+class ScriptedHost:
+    """A host whose poll and dump answer whatever the test says, garbage included."""
+
+    def __init__(self, name: str, reports, xmls) -> None:
+        self.name, self.reports, self.xmls = name, reports, xmls
+        self.dumped: list[list[str]] = []
+
+    def poll(self):
+        return self.reports
+
+    def dump(self, vm_ids):
+        self.dumped.append(list(vm_ids))
+        return self.xmls
+
+    def held_locks(self):
+        return frozenset()
+
+    def close(self) -> None:
+        pass
+
+
+def demo_answer() -> tuple[dict[str, VmReport], dict[str, bytes]]:
+    """host-a's first tick of the demo recording: two VMs and their Domain XML."""
+    answer = read_fixture(DEMO).ticks[0].answer("host-a")
+    xmls = {vm_id: answer.xml_path(vm_id).read_bytes() for vm_id in answer.reports}
+    return dict(answer.reports), xmls
+
+
+@pytest.fixture
+def store(db_url):
+    store = Store.open(db_url)
+    load_document(store, read_document(DEMO / "inventory.json"))
+    yield store
+    store.close()
+
+
+def vm(store: Store, vm_id: str):
+    with store.transaction() as tx:
+        return tx.vm(vm_id)
+
+
+def padded(xml: bytes, size: int) -> bytes:
+    return xml.replace(b"<devices>", b"<!--" + b"x" * size + b"--><devices>", 1)
+
+
+def more_devices(xml: bytes, count: int) -> bytes:
+    return xml.replace(b"</devices>", b"<memballoon model='none'/>" * count + b"</devices>", 1)
+
+
+def deeper(xml: bytes, depth: int) -> bytes:
+    return xml.replace(b"</devices>", b"<x>" * depth + b"</x>" * depth + b"</devices>", 1)
+
+
+def device_count(xml: bytes) -> int:
+    return len(parse_domain(xml).devices)
+
+
+LIMIT_CASES = [
+    pytest.param(lambda xml: padded(xml, 10_000), lambda xmls: Limits(
+        max_xml_bytes=max(len(xmls[FIRST]), len(xmls[SECOND])) + 100),
+        "over the limit of", id="max-xml-bytes"),
+    pytest.param(lambda xml: more_devices(xml, 5), lambda xmls: Limits(
+        max_devices=max(device_count(xmls[FIRST]), device_count(xmls[SECOND]))),
+        "devices in <devices>", id="max-devices"),
+    pytest.param(lambda xml: deeper(xml, 40), lambda xmls: Limits(max_depth=20),
+                 "deeper than 20 levels", id="max-depth"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "limits_for", "message"), LIMIT_CASES)
+def test_a_vm_over_a_limit_gets_last_error_and_the_others_apply(store, mutate, limits_for,
+                                                                message):
+    reports, xmls = demo_answer()
+    limits = limits_for(xmls)
+    xmls[FIRST] = mutate(xmls[FIRST])
+    summary = run_tick(ScriptedHost("host-a", reports, xmls),
+                       TickContext(store=store, holder="t", limits=limits))
+    assert (summary.applied, summary.errors["xml"]) == (1, 1)
+    refused, applied = vm(store, FIRST), vm(store, SECOND)
+    assert refused.hash is None and refused.last_error_hash == reports[FIRST].hash
+    assert message in refused.last_error and "\n" not in refused.last_error
+    assert applied.hash == reports[SECOND].hash and applied.last_error is None
+
+
+def test_the_same_document_passes_under_the_default_limits(store):
+    reports, xmls = demo_answer()
+    xmls[FIRST] = deeper(more_devices(padded(xmls[FIRST], 10_000), 5), 40)
+    summary = run_tick(ScriptedHost("host-a", reports, xmls), TickContext(store=store, holder="t"))
+    assert (summary.applied, summary.errors["xml"]) == (2, 0)
+
+
+def test_xml_for_a_vm_not_asked_for_is_ignored_and_logged_once(store, caplog):
+    reports, xmls = demo_answer()
+    stray = read_fixture(DEMO).ticks[0].answer("host-b").xml_path(ELSEWHERE).read_bytes()
+    host = ScriptedHost("host-a", reports, {**xmls, ELSEWHERE: stray})
+    context = TickContext(store=store, holder="t")
+    caplog.set_level(logging.WARNING, logger="monitor.tick")
+    first = run_tick(host, context)
+    host.reports = {vm_id: VmReport("Up", "changed") for vm_id in reports}  # fetched again
+    second = run_tick(host, context)
+    assert [first.errors["unasked"], second.errors["unasked"]] == [1, 1]
+    assert (first.applied, second.applied) == (2, 2)
+    assert host.dumped == [sorted(reports)] * 2
+    other = vm(store, ELSEWHERE)
+    assert other.hash is None and other.last_error is None  # never applied, never blamed
+    logged = [r for r in caplog.records if "not asked for" in r.getMessage()]
+    assert [(r.host, r.vm) for r in logged] == [("host-a", ELSEWHERE)]
+
+
+def test_reports_of_the_wrong_shape_are_skipped_and_counted(store, caplog):
+    reports, xmls = demo_answer()
+    garbage = {
+        FIRST: VmReport(5, "h"),  # type: ignore[arg-type]  # a status that is no string
+        ELSEWHERE: VmReport("Up", 7),  # type: ignore[arg-type]  # a hash that is no string
+        "00000000-0000-4000-8000-00000000000a": {"status": "Up"},  # not a report
+        42: VmReport("Up", "h"),  # a VM id that is no string
+        SECOND: reports[SECOND],
+    }
+    caplog.set_level(logging.WARNING, logger="monitor.tick")
+    summary = run_tick(ScriptedHost("host-a", garbage, xmls), TickContext(store=store, holder="t"))
+    assert summary.ok and summary.errors["bad-report"] == 4
+    assert (summary.polled, summary.applied) == (1, 1)
+    assert vm(store, SECOND).hash == reports[SECOND].hash
+    assert vm(store, FIRST).hash is None and vm(store, FIRST).status == "Up"  # untouched
+    reasons = sorted(r.getMessage() for r in caplog.records if r.kind == "bad-report")
+    assert len(reasons) == 4 and any("status is a int" in text for text in reasons)
+
+
+@pytest.mark.parametrize("answer", [
+    pytest.param(None, id="none"),
+    pytest.param(["vm", "list"], id="list"),
+    pytest.param("<html>502 Bad Gateway</html>", id="text"),
+])
+def test_a_poll_that_is_no_answer_fails_that_host_only(store, answer):
+    reports, xmls = demo_answer()
+    context = TickContext(store=store, holder="t")
+    bad = run_tick(ScriptedHost("host-b", answer, {}), context)
+    good = run_tick(ScriptedHost("host-a", reports, xmls), context)
+    assert (bad.host_error, bad.errors["host-garbage"], bad.completed) == ("garbage", 1, False)
+    assert good.completed and good.applied == 2
+
+
+def test_a_dump_that_is_no_answer_fails_the_host_and_is_retried(store):
+    reports, xmls = demo_answer()
+    context = TickContext(store=store, holder="t")
+    host = ScriptedHost("host-a", reports, [("not", "a mapping")])
+    failed = run_tick(host, context)
+    assert (failed.host_error, failed.applied, failed.fetched) == ("garbage", 0, 0)
+    assert vm(store, FIRST).hash is None and vm(store, FIRST).last_error is None
+    host.xmls = xmls
+    retried = run_tick(host, context)  # the locks were released: the VMs are fetched again
+    assert retried.applied == 2
+
+
+def test_a_document_that_is_no_bytes_is_a_bad_xml(store):
+    reports, xmls = demo_answer()
+    xmls[FIRST] = 12345
+    xmls[SECOND] = xmls[SECOND].decode("utf-8")  # text is fine: an agent's JSON carries it
+    summary = run_tick(ScriptedHost("host-a", reports, xmls), TickContext(store=store, holder="t"))
+    assert (summary.applied, summary.errors["xml"]) == (1, 1)
+    assert "not an XML document" in vm(store, FIRST).last_error
+
+
+def test_xml_by_vm_keeps_the_first_copy_and_logs_the_others(caplog):
+    caplog.set_level(logging.WARNING, logger="monitor.hosts")
+    pairs = [(FIRST, b"<first/>"), (SECOND, b"<other/>"), (FIRST, b"<second/>"),
+             (FIRST, b"<third/>")]
+    assert xml_by_vm(pairs, "host-a") == {FIRST: b"<first/>", SECOND: b"<other/>"}
+    assert [(r.host, r.vm, r.kind) for r in caplog.records] == [
+        ("host-a", FIRST, "duplicate"), ("host-a", FIRST, "duplicate")]
+
+
+# --- the limits in the configuration file ---------------------------------------------
+
+
+def write_config(tmp_path, text: str) -> str:
+    path = tmp_path / "monitor.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_limits_come_from_the_config_file_into_the_tick(tmp_path):
+    config = write_config(tmp_path, "[limits]\nmax_xml_bytes = 1000\nmax_depth = 9\n")
+    settings = load_settings(db="sqlite://", config=config)
+    assert settings.limits == Limits(max_xml_bytes=1000, max_devices=4096, max_depth=9)
+    with Store.open("sqlite://") as store:
+        assert tick_context(store, settings).limits == settings.limits
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    pytest.param('max_devices = "many"', "max_devices must be a positive whole number",
+                 id="text"),
+    pytest.param("max_depth = 0", "max_depth must be a positive whole number", id="zero"),
+    pytest.param("max_xml_bytes = 1.5", "max_xml_bytes must be", id="float"),
+    pytest.param("max_devices = true", "max_devices must be", id="bool"),
+    pytest.param("max_size = 5", "max_size is not one of", id="unknown"),
+])
+def test_a_bad_limit_is_a_one_line_error_at_start(tmp_path, text, message):
+    config = write_config(tmp_path, f"[limits]\n{text}\n")
+    with pytest.raises(UsageError) as refused:
+        load_settings(db="sqlite://", config=config)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
