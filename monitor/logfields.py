@@ -58,3 +58,6 @@ def configure(verbosity: int) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel((logging.WARNING, logging.INFO, logging.DEBUG)[min(verbosity, 2)])
+    # Alembic's set-up chatter (plugins, context) is for -vv; `monitor db init` says
+    # what it did in its own words.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if verbosity >= 2 else logging.WARNING)

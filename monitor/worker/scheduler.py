@@ -30,9 +30,11 @@ class Worker:
         self.stop = threading.Event()
 
     def run(self) -> None:
-        # APScheduler logs every run at INFO; our summary line says it better.
+        # APScheduler logs every run at INFO, and at WARNING each run it skips because the
+        # host's previous tick is still going (max_instances=1, by design): the summary
+        # line and the backoff say it better.
         if not log.isEnabledFor(logging.DEBUG):
-            logging.getLogger("apscheduler").setLevel(logging.WARNING)
+            logging.getLogger("apscheduler").setLevel(logging.ERROR)
         scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max(1, min(len(self.jobs), 16)))},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -44,7 +46,7 @@ class Worker:
                               next_run_time=datetime.now(timezone.utc))
         previous = self._install_signals()
         scheduler.start()
-        log.info("worker started: %d hosts, every %.1fs", len(self.jobs), self.interval_s)
+        log.info("worker started: %d hosts, every %gs", len(self.jobs), self.interval_s)
         try:
             self.stop.wait()
         finally:
@@ -55,9 +57,14 @@ class Worker:
     def _run_job(self, job: HostJob) -> None:
         if self.stop.is_set():
             return
-        job()
-        if self.max_ticks is not None and all(j.ticks >= self.max_ticks for j in self.jobs):
+        try:
+            job()
+        except BrokenPipeError:  # whoever read our summary lines is gone: stop
             self.stop.set()
+            raise
+        finally:
+            if self.max_ticks is not None and all(j.ticks >= self.max_ticks for j in self.jobs):
+                self.stop.set()
 
     def _install_signals(self):
         if threading.current_thread() is not threading.main_thread():
