@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from monitor.legacy.dicts import ConvertedVm, GuestDisk, LegacyDevice
 from monitor.matching import Rule
-from monitor.model.address import Address
+from monitor.model.address import same_address
 from monitor.model.changes import RowUpdate, VmChanges
 from monitor.model.hostaddress import parse_node_device_name
 from monitor.model.rows import DeviceRow
@@ -62,7 +62,7 @@ def matched_update(row: DeviceRow, legacy: LegacyDevice,
                    guest_disk: GuestDisk | None) -> RowUpdate | None:
     """The row's new values after a match, or ``None`` when nothing would change."""
     address = legacy["address"]
-    if address != row.address and Address(address) == Address(row.address):
+    if address != row.address and same_address(address, row.address):
         address = row.address  # the same address written another way: keep it as stored
     alias = legacy["alias"] or row.alias
     logical_name = guest_disk["name"] if guest_disk else row.logical_name
