@@ -14,7 +14,7 @@ The points (``POINTS``), in the order a tick reaches them:
 * ``in-batch``: a batch's rows and hashes are written but not committed.
 * ``after-commit``: an apply transaction (a batch, or one VM retried alone) committed.
 * ``between-batches``: a batch is done and the next one is about to start.
-* ``before-unlock``: every batch is done; the devices locks are still held.
+* ``before-unlock``: every batch is done; the locks of the VMs not applied are still held.
 
 The variable is read once, on the first call (nothing happens at import time);
 ``check_environment`` reads it at the worker's start, so a typo is a one-line

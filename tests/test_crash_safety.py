@@ -50,7 +50,7 @@ KILLS = [
     ("in-batch:4", 3 * BATCH_SIZE, BOTH, "inside-fourth-batch"),
     ("between-batches:2", 2 * BATCH_SIZE, BOTH, "between-batches-2-3"),
     ("after-commit:1", BATCH_SIZE, SQLITE, "after-first-commit"),
-    ("before-unlock", COUNT, SQLITE, "all-applied-locks-held"),
+    ("before-unlock", COUNT, SQLITE, "all-applied-before-the-last-unlock"),
 ]
 CASES = [pytest.param(db, fault, applied, id=f"{db}-{name}")
          for fault, applied, dbs, name in KILLS for db in dbs]

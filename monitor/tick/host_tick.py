@@ -121,6 +121,9 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary) -> Non
     held = _lock(context, decided.to_fetch, report_time, summary)
     if not held:
         return
+    # A VM's lock is released in the transaction that applies its XML (or records it as
+    # bad); what is left (missing from the dump, failed, host error) is released last.
+    still_held = set(held)
     db_failed = False
     try:
         try:
@@ -130,17 +133,20 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary) -> Non
             return
         fault_point("after-dump")
         hashes = {d.vm_id: d.hash for d in decided.decisions if d.vm_id in held}
-        good = _parse(context, host, held, hashes, xmls, report_time, summary)
+        good, recorded_bad = _parse(context, host, held, hashes, xmls, report_time, summary)
+        still_held -= recorded_bad
         for start in range(0, len(good), context.batch_size):
             if start:
                 fault_point("between-batches")
-            _apply_batch(context, good[start:start + context.batch_size], report_time, summary)
+            batch = good[start:start + context.batch_size]
+            still_held -= _apply_batch(context, batch, report_time, summary)
         fault_point("before-unlock")
     except StoreError:  # the DB is unavailable: the worker logs that once and backs off
         db_failed = True
         raise
     finally:
-        _unlock(context, host, held, quiet=db_failed)
+        if still_held:
+            _unlock(context, host, still_held, quiet=db_failed)
 
 
 def _host_failed(summary: TickSummary, error: HostError, action: str) -> None:
@@ -242,13 +248,14 @@ def _unlock(context: TickContext, host: str, held: set[str], quiet: bool = False
 
 def _parse(context: TickContext, host: str, held: set[str], hashes: dict[str, str | None],
            xmls: dict[str, bytes], report_time: datetime,
-           summary: TickSummary) -> list[Fetched]:
+           summary: TickSummary) -> tuple[list[Fetched], set[str]]:
+    """The usable documents, and the VMs whose bad XML was recorded (their locks released)."""
     good: list[Fetched] = []
     bad: list[tuple[str, str | None, bytes, str]] = []
     if not isinstance(xmls, Mapping):
         _host_failed(summary, HostGarbage(f"host {host}: the dump answered a "
                                           f"{type(xmls).__name__}, not XML by VM"), "dump")
-        return good
+        return good, set()
     _log_unasked(context, host, held, xmls, summary)
     for vm_id in sorted(held):
         xml = xmls.get(vm_id)
@@ -269,10 +276,11 @@ def _parse(context: TickContext, host: str, held: set[str], hashes: dict[str, st
             for vm_id, bad_hash, xml, message in bad:
                 tx.record_error(vm_id, bad_hash, message)
                 tx.save_last_xml(vm_id, xml, report_time)
+            tx.release_locks([vm_id for vm_id, *_ in bad], context.holder)
         for vm_id, bad_hash, _xml, message in bad:
             log.warning("unusable XML, not fetched again until its hash changes: %s", message,
                         extra=fields(host=host, vm=vm_id, kind="xml"))
-    return good
+    return good, {vm_id for vm_id, *_ in bad}
 
 
 def _read(context: TickContext, vm_id: str, xml) -> tuple[bytes, ParsedDomain | str]:
@@ -304,7 +312,8 @@ def _log_unasked(context: TickContext, host: str, held: set[str], xmls: Mapping,
 
 
 def _apply_batch(context: TickContext, batch: Sequence[Fetched], report_time: datetime,
-                 summary: TickSummary) -> None:
+                 summary: TickSummary) -> set[str]:
+    """Apply a batch in one transaction; the ids whose locks that transaction released."""
     try:
         applied = _apply(context, batch, report_time)
     except StoreError as error:
@@ -314,17 +323,19 @@ def _apply_batch(context: TickContext, batch: Sequence[Fetched], report_time: da
             summary.errors["db"] += 1
             log.warning("apply failed, hash kept, retried next tick: %s", error,
                         extra=fields(host=summary.host, vm=batch[0].vm_id, kind="db"))
-            return
+            return set()
         log.info("batch of %d VMs failed, retrying one by one: %s", len(batch), error,
                  extra=fields(host=summary.host, kind="db"))
+        released: set[str] = set()
         for one in batch:
-            _apply_batch(context, [one], report_time, summary)
-        return
+            released |= _apply_batch(context, [one], report_time, summary)
+        return released
     for converted, changes in applied:
         _count(context, summary, converted, changes)
         for emitter in context.emitters:
             emitter.handle(converted.vm_id, converted)
     fault_point("after-commit")
+    return {item.vm_id for item in batch}
 
 
 def _apply(context: TickContext, batch: Sequence[Fetched],
@@ -340,6 +351,7 @@ def _apply(context: TickContext, batch: Sequence[Fetched],
         ]
         changes = apply_correlated(tx, items)
         tx.save_last_xmls([(item.vm_id, item.xml) for item in batch], report_time)
+        tx.release_locks(vm_ids, context.holder)  # applied: a device command may go on
         fault_point("in-batch")
     return [(item.converted, changes[item.converted.vm_id])
             for item in items if item.converted.vm_id in changes]
