@@ -394,3 +394,19 @@ def test_a_schema_newer_than_this_program_is_refused_in_one_line(db_url):
         Store.open(db_url)
     assert "revision 9999, unknown to this version" in str(failure.value)
     assert failure.value.transient is False
+
+
+def test_commits_are_not_flushed_one_by_one(db_url):
+    """The durability trade of monitor/store/engine.py: asynchronous commits, atomic ones."""
+    import sqlalchemy as sa
+
+    from monitor.store.engine import create_engine
+
+    engine = create_engine(db_url)
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        else:
+            assert connection.execute(sa.text("SHOW synchronous_commit")).scalar() == "off"
+    engine.dispose()
