@@ -22,12 +22,10 @@ from monitor.store import Store
 from monitor.worker.stale_locks import dead_holders
 from worker_runs import (
     BATCH_SIZE,
-    inventory_states,
     load_inventory,
-    make_many,
+    many_states,
     run_worker,
     states,
-    version_states,
     write_config,
 )
 
@@ -36,9 +34,7 @@ COUNT = 30  # six batches
 
 @pytest.fixture(scope="module")
 def many(tmp_path_factory):
-    root = make_many(tmp_path_factory.mktemp("many") / "fixture", COUNT)
-    clean = version_states(root, tmp_path_factory.mktemp("clean"))[1]
-    return root, inventory_states(root), clean
+    return many_states(tmp_path_factory, COUNT)
 
 
 # (MONITOR_FAULT, how many VMs are applied when the process dies, databases)

@@ -34,11 +34,9 @@ from monitor.worker.host_job import HostJob
 from worker_runs import (
     BATCH_SIZE,
     HOST,
-    inventory_states,
     load_inventory,
-    make_many,
+    many_states,
     states,
-    version_states,
     with_query,
 )
 
@@ -47,9 +45,7 @@ COUNT = 20  # four batches
 
 @pytest.fixture(scope="module")
 def many(tmp_path_factory):
-    root = make_many(tmp_path_factory.mktemp("many") / "fixture", COUNT)
-    clean = version_states(root, tmp_path_factory.mktemp("clean"))[1]
-    return root, inventory_states(root), clean
+    return many_states(tmp_path_factory, COUNT)
 
 
 class Proxy:

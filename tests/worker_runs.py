@@ -125,3 +125,10 @@ def run_worker(config: Path, url: str, ticks: int, fault: str | None = None,
         out, err = process.communicate()
         err = f"STUCK for 60s, stacks follow\n{err}"
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def many_states(tmp_path_factory, count: int):
+    """A fixture of ``count`` VMs; each VM's state before the replay and after a clean one."""
+    fixture = make_many(tmp_path_factory.mktemp("many") / "fixture", count)
+    clean = version_states(fixture, tmp_path_factory.mktemp("clean"))[1]
+    return fixture, inventory_states(fixture), clean
