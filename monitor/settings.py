@@ -31,8 +31,7 @@ def default_db_url() -> str:
 class HostSettings:
     name: str
     uri: str | None = None  # a libvirt URI
-    fixture: str | None = None  # a recorded fixture directory (replayed)
-    loop: bool = False  # replay: start again after the last tick
+    fixture: str | None = None  # a recorded fixture directory, played in a loop
 
 
 @dataclass(slots=True, frozen=True)
@@ -108,7 +107,6 @@ def load_settings(db: str | None = None, config: str | None = None) -> Settings:
                 name=str(entry["name"]),
                 uri=entry.get("uri"),
                 fixture=entry.get("fixture"),
-                loop=bool(entry.get("loop", False)),
             )
         )
     try:

@@ -147,7 +147,7 @@ def test_reports_of_the_wrong_shape_are_skipped_and_counted(store, caplog):
     }
     caplog.set_level(logging.WARNING, logger="monitor.tick")
     summary = run_tick(ScriptedHost("host-a", garbage, xmls), TickContext(store=store, holder="t"))
-    assert summary.ok and summary.errors["bad-report"] == 4
+    assert summary.completed and summary.errors["bad-report"] == 4
     assert (summary.polled, summary.applied) == (1, 1)
     assert vm(store, SECOND).hash == reports[SECOND].hash
     assert vm(store, FIRST).hash is None and vm(store, FIRST).status == "Up"  # untouched

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     demo = not hosts
     if demo:
         fixture = read_fixture(DEMO_RECORDING)
-        hosts = tuple(HostSettings(name=h, fixture=str(DEMO_RECORDING), loop=True)
+        hosts = tuple(HostSettings(name=h, fixture=str(DEMO_RECORDING))
                       for h in fixture.hosts)
         interval = args.interval or 1.0
     output = sys.stderr if args.emit_dicts == "-" else sys.stdout

@@ -27,10 +27,6 @@ class TickSummary:
     duration_s: float = 0.0
 
     @property
-    def ok(self) -> bool:
-        return self.host_error is None
-
-    @property
     def completed(self) -> bool:
         """The tick ran to its end on a host that answered: what health counts as good."""
         return self.host_error is None and not self.stopped
