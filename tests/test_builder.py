@@ -301,6 +301,18 @@ def test_unplugged_and_unmanaged_rows():
     assert detached.device_id not in xml.decode()
 
 
+def test_a_channel_path_is_written_only_when_the_row_gives_one():
+    """A stock host has no VDSM channel folder: without a path libvirt picks its own."""
+    vm = VmBuilder("channel-path")
+    vm.add("channel", "unix", "qga")
+    vm.add("channel", "unix", "given", spec_params={"target_name": "org.example.0",
+                                                    "path": "/run/example.sock"})
+    sources = {el.find("target").get("name"): dict(el.find("source").attrib) for el in
+               etree.fromstring(build_domain_xml(vm.vm, vm.rows)).iterfind("devices/channel")}
+    assert sources == {"org.qemu.guest_agent.0": {"mode": "bind"},
+                       "org.example.0": {"mode": "bind", "path": "/run/example.sock"}}
+
+
 def test_every_known_kind_has_a_writer_and_a_place():
     assert set(WRITERS) == set(KIND_ORDER)
 

@@ -11,6 +11,7 @@ import json
 import sys
 import uuid
 from dataclasses import replace
+from datetime import datetime, timezone
 
 import pytest
 
@@ -19,6 +20,7 @@ from monitor.cli import main
 from monitor.commands.record import record
 from monitor.commands.start import start_vm
 from monitor.domxml.builder import build_domain_xml
+from monitor.errors import UsageError
 from monitor.hosts.fixture import read_fixture
 from monitor.hosts.fixture_writer import FixtureWriter
 from monitor.model.rows import DeviceRow, VmRecord
@@ -36,9 +38,11 @@ def conn(libvirt_module):
     yield connection
     for domain in connection.listAllDomains():
         if domain.name().startswith("rt-"):
+            persistent = domain.isPersistent()  # a transient domain is gone once destroyed
             if domain.isActive():
                 domain.destroy()
-            domain.undefine()
+            if persistent:
+                domain.undefine()
     connection.close()
 
 
@@ -117,6 +121,74 @@ def test_start_command_records_the_host(conn, tmp_path, capsys):
     with store.transaction() as tx:
         stored = tx.vm(vm.id)
     assert (stored.host, stored.status) == ("localhost", "WaitForLaunch")
+
+
+class _RefusingHost:
+    """A test-driver connection whose host refuses to start any domain (a fake: every
+    other call reaches the real driver, which keeps whatever gets defined)."""
+
+    def __init__(self, connection, libvirt_module):
+        self._connection = connection
+        self._libvirt = libvirt_module
+
+    def __getattr__(self, name):
+        return getattr(self._connection, name)
+
+    def _refuse(self, *args):
+        raise self._libvirt.libvirtError("internal error: qemu unexpectedly closed the monitor")
+
+    createXML = _refuse
+
+    def defineXML(self, xml):
+        domain = self._connection.defineXML(xml)
+        domain.create = self._refuse
+        return domain
+
+
+def test_a_refused_start_leaves_nothing_defined(conn, libvirt_module, tmp_path):
+    from monitor.errors import HostRefused
+    from monitor.hosts.libvirt_source import LibvirtHostSource
+
+    store = Store.open(f"sqlite:///{tmp_path / 'm.db'}")
+    vm = unique_vm("refused")
+    load(store, vm, rows_for(vm))
+    source = LibvirtHostSource("test:///default", "localhost",
+                               connection=_RefusingHost(conn, libvirt_module))
+    with pytest.raises(HostRefused, match="starting a domain failed"):
+        start_vm(store, vm.id, source, "localhost")
+    assert vm.id not in {domain.UUIDString() for domain in conn.listAllDomains()}
+    with store.transaction() as tx:
+        assert (tx.vm(vm.id).status, tx.locked_vms([vm.id], datetime.now(timezone.utc))) == (
+            "Down", set())
+
+
+def test_start_refuses_a_running_vm_before_touching_its_definition(conn, libvirt_module,
+                                                                   tmp_path):
+    from monitor.hosts.libvirt_source import LibvirtHostSource
+
+    store = Store.open(f"sqlite:///{tmp_path / 'm.db'}")
+    vm = unique_vm("running")
+    rows = rows_for(vm)
+    load(store, vm, rows)
+    domain = conn.defineXML(build_domain_xml(vm, rows).decode())
+    domain.create()
+    defined = domain.XMLDesc(libvirt_module.VIR_DOMAIN_XML_INACTIVE)
+    load(store, vm, [r for r in rows if r.type != "rng"])  # the next start would differ
+    source = LibvirtHostSource("test:///default", "localhost", connection=conn)
+    with pytest.raises(UsageError, match=f"VM {vm.id} is already running on localhost"):
+        start_vm(store, vm.id, source, "localhost")
+    assert domain.XMLDesc(libvirt_module.VIR_DOMAIN_XML_INACTIVE) == defined and domain.isActive()
+
+
+def test_start_is_transient(conn, tmp_path):
+    from monitor.hosts.libvirt_source import LibvirtHostSource
+
+    store = Store.open(f"sqlite:///{tmp_path / 'm.db'}")
+    vm = unique_vm("transient")
+    load(store, vm, rows_for(vm))
+    start_vm(store, vm.id, LibvirtHostSource("test:///default", "h", connection=conn), "h")
+    domain = conn.lookupByUUIDString(vm.id)
+    assert domain.isActive() and not domain.isPersistent()
 
 
 def test_start_unknown_vm_is_one_line(tmp_path, capsys, libvirt_module):

@@ -20,9 +20,9 @@ example:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "start", help="define and start a VM on a libvirt host",
-        description="Build a VM's Domain XML from the DB, define and start it on a "
-        "libvirt host, and record which host runs it.",
+        "start", help="start a VM on a libvirt host",
+        description="Build a VM's Domain XML from the DB, start it on a libvirt host "
+        "(transient: a refused start leaves nothing defined), and record which host runs it.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("vm_id", metavar="VM_ID")
     parser.add_argument("--host", required=True, metavar="URI", help="a libvirt URI")

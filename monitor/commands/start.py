@@ -4,6 +4,10 @@ Like every device command it holds the VM's devices lock while it changes the VM
 tick cannot apply an XML read before the start over the rows the start relies on.
 The VM is recorded as running on ``host_name`` with status ``WaitForLaunch``; the
 host's next poll reports it ``Up`` and the tick reconciles it.
+
+The start is transient, so a refused start leaves nothing defined on the host, and a VM
+whose domain the host reports active is refused before anything is sent to the host
+(docs/run-vm.md, "Starting a VM").
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ def start_vm(store: Store, vm_id: str, source, host_name: str) -> bytes:
             raise UsageError(f"VM {vm_id}: its devices lock is held by another command")
         rows = tx.rows([vm_id])[vm_id]
     try:
+        if source.is_running(vm_id):  # before anything reaches the host
+            raise UsageError(f"VM {vm_id} is already running on {host_name}: not started")
         xml = build_domain_xml(vm, rows)
         started = source.start_domain(xml)
         if started != vm_id:

@@ -21,7 +21,6 @@ from monitor.model.rows import DeviceRow
 Element = etree._Element
 Writer = Callable[[PlannedDevice, VmDefinition], Element]
 
-CHANNEL_DIR = "/var/lib/libvirt/qemu/channels"
 DISK_IMAGE_DIR = "/var/lib/libvirt/images"
 RHEV_DATA_CENTER = "/rhev/data-center"
 MAC_PREFIX = "00:1a:4a"  # oVirt's default MAC pool prefix
@@ -233,9 +232,8 @@ def channel(planned: PlannedDevice, definition: VmDefinition) -> Element:
     # target_name/target_type: the same keys the channel-target matching rule reads
     default = "com.redhat.spice.0" if kind == "spicevmc" else "org.qemu.guest_agent.0"
     name = _spec(row, "target_name", default)
-    if kind == "unix":
-        path = _spec(row, "path", f"{CHANNEL_DIR}/{definition.vm_id}.{name}")
-        _sub(element, "source", mode="bind", path=path)
+    if kind == "unix":  # no path given: libvirt picks one in its own channel folder
+        _sub(element, "source", mode="bind", path=_spec(row, "path", "") or None)
     _sub(element, "target", type=_spec(row, "target_type", "virtio"), name=name)
     return element
 

@@ -11,7 +11,8 @@ Statuses: running -> ``Up``, paused -> ``Paused``, anything else -> ``Down``.
 libvirt's errors become the typed host errors with one line naming the host:
 keepalive and operation timeouts -> ``HostTimeout``; connection failures, and
 anything else the poll meets -> ``HostUnreachable``; anything else a define or start
-meets -> ``HostRefused``. The dump serves what the poll read, so it never fails. A
+meets -> ``HostRefused``. A start is transient (``createXML``): a refused one leaves
+nothing defined on the host. The dump serves what the poll read, so it never fails. A
 domain that vanishes between the listing and its XML is simply not reported.
 
 The test driver (``test:///default``, ``test:///path/node.xml``) keeps its state in
@@ -101,14 +102,27 @@ class LibvirtHostSource:
         return frozenset()
 
     def start_domain(self, xml: bytes | str) -> str:
-        """Define and start a domain; its lower-case uuid."""
+        """Start a transient domain (``createXML``); its lower-case uuid.
+
+        Define and start happen in one call, so a start the host refuses leaves nothing
+        defined there (docs/run-vm.md, "Starting a VM").
+        """
         connection = self._connect()
         try:
-            domain = connection.defineXML(_text(xml))
-            domain.create()
+            domain = connection.createXML(_text(xml), 0)
         except libvirt.libvirtError as error:
             raise host_error(self.name, "starting a domain", error, HostRefused) from None
         return domain.UUIDString().lower()
+
+    def is_running(self, vm_id: str) -> bool:
+        """Whether the host has an active domain with this uuid (a shut-off one is not)."""
+        connection = self._connect()
+        try:
+            return bool(connection.lookupByUUIDString(vm_id).isActive())
+        except libvirt.libvirtError as error:
+            if error.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return False
+            raise host_error(self.name, "looking up a domain", error, HostUnreachable) from None
 
     def redefine_and_restart(self, xml: bytes | str) -> str:
         """Change a VM the only way the test driver allows: destroy, define, create."""
