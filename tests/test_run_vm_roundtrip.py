@@ -218,6 +218,50 @@ def test_record_with_changes_between_ticks(conn, tmp_path):
     assert recorded == {r.device_id for r in rows if r.type != "graphics"}
 
 
+def test_record_takes_the_inventory_before_the_first_tick(conn, tmp_path):
+    """A live worker on the same DB applies a change while the host is recorded: the
+    inventory is the DB before tick 1, so replaying tick 1 cannot undo that change."""
+    from monitor.hosts.libvirt_source import LibvirtHostSource
+
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    store = Store.open(url)
+    vm = unique_vm("live")
+    rows = rows_for(vm)
+    load(store, vm, rows)
+    recorded = LibvirtHostSource("test:///default", "localhost", connection=conn)
+    worker = LibvirtHostSource("test:///default", "localhost", connection=conn)
+    context = TickContext(store=store, holder="worker")
+    start_vm(store, vm.id, worker, "localhost")
+    run_tick(worker, context)
+    with store.transaction() as tx:
+        before = tx.export([vm.id])
+
+    def change_and_reconcile(tick: int) -> None:
+        worker.redefine_and_restart(build_domain_xml(vm, [r for r in rows if r.type != "rng"]))
+        assert run_tick(worker, context).unplugged == 1  # the live worker applies it
+
+    record(recorded, FixtureWriter(tmp_path / "fx"), ticks=2, interval_s=0, store=store,
+           between_ticks=change_and_reconcile)
+    inventory = json.loads((tmp_path / "fx" / "inventory.json").read_text())
+    assert only(inventory, vm.id) == before  # (test:///default also runs its own "test")
+    with store.transaction() as tx:
+        live = tx.export([vm.id])
+    replayed = tmp_path / "replayed.db"
+    assert main(["replay", str(tmp_path / "fx"), "--db", f"sqlite:///{replayed}"]) == 0
+    with Store.open(f"sqlite:///{replayed}") as again, again.transaction() as tx:
+        assert without_hash_time(tx.export([vm.id])) == without_hash_time(live)
+
+
+def only(document: dict, vm_id: str) -> dict:
+    return {"vms": [vm for vm in document["vms"] if vm["id"] == vm_id],
+            "devices": [row for row in document["devices"] if row["vm_id"] == vm_id]}
+
+
+def without_hash_time(document: dict) -> dict:
+    return {**document, "vms": [{k: v for k, v in vm.items() if k != "hash_time"}
+                                for vm in document["vms"]]}
+
+
 def test_record_command_on_a_node_file(libvirt_module, tmp_path, capsys):
     node = scenarios.REPO / "fixtures" / "testdriver-recorded"
     assert (node / "inventory.json").exists()  # the committed recording replays in CI

@@ -8,9 +8,9 @@ from monitor.cli.options import add_db_option
 
 EPILOG = """\
 Each tick polls the host and dumps the VMs whose hash changed since the previous tick
-(all of them on the first). The inventory is taken from the DB for the VMs it knows;
-the others are made from the first tick: one VM per domain, one managed row per device
-with a ua-<uuid> alias. Replay the result with 'monitor replay DIR', then write its
+(all of them on the first). The inventory is the DB before the first tick (the VMs it
+places on this host are read before the first poll); VMs it does not know are made
+from their first XML: one VM per domain, one managed row per device with a ua-<uuid> alias. Replay the result with 'monitor replay DIR', then write its
 expected.json with --write-expected and review it.
 
 example:

@@ -2,9 +2,12 @@
 
 Each tick polls the host and dumps the VMs whose hash changed since the previous
 recorded tick (all of them on the first), exactly what the worker would fetch. The
-inventory comes from the DB for the VMs it knows; a VM the DB does not know is made
-from the first tick: one VM per domain, one managed row per device that carries a
-user alias ``ua-<uuid>`` (that uuid as its device id), no row for the other devices.
+inventory is the DB as it was **before the first tick** (docs/worker.md): the VMs it
+places on this host are read before the first poll, so a worker applying the same host
+meanwhile cannot put a later state into it; a VM first reported that the DB places
+elsewhere is read when it is first reported. A VM the DB does not know is made from its
+first XML: one VM per domain, one managed row per device that carries a user alias
+``ua-<uuid>`` (that uuid as its device id), no row for the other devices.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ def record(source: HostSource, writer: FixtureWriter, *, ticks: int, interval_s:
     previous: dict[str, VmReport] = {}
     first_xml: dict[str, bytes] = {}
     xml_files = 0
+    known = _KnownVms(store, source.name)  # before the first poll
     for number in range(1, ticks + 1):
         if number > 1:
             if between_ticks is not None:
@@ -52,6 +56,7 @@ def record(source: HostSource, writer: FixtureWriter, *, ticks: int, interval_s:
         except HostError as error:
             writer.write_tick(number, source.name, error.kind)
             continue
+        known.read(reports)
         changed = [vm_id for vm_id, report in reports.items()
                    if report.hash and previous.get(vm_id) != report]
         xmls = source.dump(sorted(changed)) if changed else {}
@@ -60,22 +65,42 @@ def record(source: HostSource, writer: FixtureWriter, *, ticks: int, interval_s:
         for vm_id, xml in xmls.items():
             first_xml.setdefault(vm_id, xml)
         previous = dict(reports)
-    vms, rows, from_db = _inventory(source.name, first_xml, previous, store)
+    vms, rows = _inventory(source.name, first_xml, previous, known)
     writer.write_inventory(build_document(vms, rows))
-    return RecordSummary(ticks, len(vms), xml_files, from_db)
+    return RecordSummary(ticks, len(vms), xml_files, len(known.vms))
+
+
+class _KnownVms:
+    """What the DB holds for the recorded VMs, each read as early as it can be: the
+    VMs on this host before the first poll, another VM when a poll first reports it."""
+
+    def __init__(self, store: Store | None, host: str) -> None:
+        self.store = store
+        self.vms: dict[str, VmRecord] = {}
+        self.rows: dict[str, list[DeviceRow]] = {}
+        self.asked: set[str] = set()
+        if store is not None:
+            with store.transaction() as tx:
+                self._keep(tx, tx.vms_on_host(host))
+
+    def read(self, reports) -> None:
+        new = [vm_id for vm_id in reports if vm_id not in self.asked]
+        if self.store is not None and new:
+            with self.store.transaction() as tx:
+                self._keep(tx, tx.vms(new))
+        self.asked.update(new)
+
+    def _keep(self, tx, vms: dict[str, VmRecord]) -> None:
+        self.vms.update(vms)
+        self.rows.update(tx.rows(vms))
+        self.asked.update(vms)
 
 
 def _inventory(host: str, first_xml: dict[str, bytes], last: dict[str, VmReport],
-               store: Store | None):
-    known: dict[str, VmRecord] = {}
-    known_rows: dict[str, list[DeviceRow]] = {}
-    if store is not None:
-        with store.transaction() as tx:
-            known = tx.vms(first_xml)
-            known_rows = tx.rows(known)
-    vms, rows = list(known.values()), dict(known_rows)
+               known: _KnownVms):
+    vms, rows = list(known.vms.values()), dict(known.rows)
     for vm_id, xml in sorted(first_xml.items()):
-        if vm_id in known:
+        if vm_id in known.vms:
             continue
         try:
             parsed = parse_domain(xml)
@@ -85,7 +110,7 @@ def _inventory(host: str, first_xml: dict[str, bytes], last: dict[str, VmReport]
         vms.append(VmRecord(id=vm_id, name=parsed.name or vm_id, host=host,
                             status=last[vm_id].status if vm_id in last else None))
         rows[vm_id] = managed_rows_from(vm_id, parsed)
-    return vms, rows, len(known)
+    return vms, rows
 
 
 def managed_rows_from(vm_id: str, parsed: ParsedDomain) -> list[DeviceRow]:
