@@ -1,21 +1,36 @@
 """Settings: where the database is, which hosts to poll, intervals and limits.
 
-Precedence for the database URL (BRIEF section 7): ``--db``, then ``MONITOR_DB_URL``,
-then the config file's ``db``, then an SQLite file in the per-user data folder.
-The config file is TOML; see docs/configuration.md.
+Precedence for the database URL: ``--db``, then ``MONITOR_DB_URL``, then the config
+file's ``db``, then an SQLite file in the per-user data folder.
+
+The config file is TOML, checked whole against one schema (the pydantic models below,
+the only users of pydantic): an unknown key or section anywhere, a value of the wrong
+type or out of its range is a one-line ``UsageError`` naming the file and the key, at
+start. A new setting is one line in its section's model: its name as the file spells
+it, its type, its default and its range. docs/configuration.md lists every setting.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
+import math
 import os
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from monitor.errors import UsageError
+from monitor.hosts.source import is_host_name
 
 ENV_DB_URL = "MONITOR_DB_URL"
 ENV_CONFIG = "MONITOR_CONFIG"
+
+DAY_S = 86_400.0
 
 
 def data_dir() -> Path:
@@ -27,32 +42,93 @@ def default_db_url() -> str:
     return f"sqlite:///{data_dir() / 'monitor.db'}"
 
 
-@dataclass(slots=True, frozen=True)
-class HostSettings:
-    name: str
+def listen_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9108`` for IPv6) -> (host, port), or a ``ValueError``."""
+    host, colon, port_text = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if (not colon or not host or not (port_text.isascii() and port_text.isdigit())
+            or int(port_text) > 65535):
+        raise ValueError(f"{text!r}: expected HOST:PORT, e.g. 127.0.0.1:9108")
+    return host, int(port_text)
+
+
+def _checked_address(text: str | None) -> str | None:
+    if text is not None:
+        listen_address(text)
+    return text
+
+
+def _checked_host_name(name: str) -> str:
+    if not is_host_name(name):
+        raise ValueError(f"{name!r}: use letters, digits, '.', '_', '-' (a name, never a URI)")
+    return name
+
+
+class Section(BaseModel):
+    """One table of the file: known keys only, TOML's own types, finite numbers."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+class Limits(Section):
+    """``[limits]``: what one VM's Domain XML may be (docs/operations.md, "Limits")."""
+
+    max_xml_bytes: int = Field(8 * 1024 * 1024, ge=1, le=256 * 1024 * 1024)
+    max_devices: int = Field(4096, ge=1, le=100_000)
+    max_depth: int = Field(64, ge=1, le=255)  # libxml2 itself stops at 256 levels
+
+
+class WorkerSettings(Section):
+    """``[worker]``: the worker's pace, batches, metrics and health (seconds are floats)."""
+
+    interval: float = Field(5.0, gt=0, le=DAY_S)
+    batch_size: int = Field(50, ge=1, le=10_000)
+    backoff_max: float = Field(300.0, gt=0, le=DAY_S)
+    metrics_address: Annotated[str | None, AfterValidator(_checked_address)] = None
+    metrics_allow_remote: bool = False
+    health_stale: float = Field(120.0, gt=0, le=DAY_S)
+
+
+class HostSettings(Section):
+    """One ``[[hosts]]``: a name and a libvirt URI, or a name and a recorded fixture."""
+
+    name: Annotated[str, AfterValidator(_checked_host_name)]
     uri: str | None = None  # a libvirt URI
     fixture: str | None = None  # a recorded fixture directory, played in a loop
 
+    @model_validator(mode="after")
+    def _one_source(self) -> HostSettings:
+        if (self.uri is None) == (self.fixture is None):
+            raise ValueError(f"host {self.name}: give uri or fixture (exactly one)")
+        return self
 
-@dataclass(slots=True, frozen=True)
-class Limits:
-    max_xml_bytes: int = 8 * 1024 * 1024
-    max_devices: int = 4096
-    max_depth: int = 64
+
+def _distinct_names(hosts: tuple[HostSettings, ...]) -> tuple[HostSettings, ...]:
+    seen: set[str] = set()
+    for host in hosts:
+        if host.name in seen:
+            raise ValueError(f"two [[hosts]] are named {host.name!r}")
+        seen.add(host.name)
+    return hosts
+
+
+class ConfigFile(Section):
+    """The whole file."""
+
+    db: str | None = None
+    worker: WorkerSettings = WorkerSettings()
+    limits: Limits = Limits()
+    hosts: Annotated[tuple[HostSettings, ...], AfterValidator(_distinct_names)] = Field(
+        (), strict=False)  # TOML gives a list
 
 
 @dataclass(slots=True, frozen=True)
 class Settings:
     db_url: str
     hosts: tuple[HostSettings, ...] = ()
-    interval_s: float = 5.0
-    batch_size: int = 50
-    backoff_max_s: float = 300.0
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
     limits: Limits = field(default_factory=Limits)
-    metrics_address: str | None = None  # "127.0.0.1:9108" serves /metrics and /healthz
-    metrics_allow_remote: bool = False  # bind metrics_address beyond the loopback
-    health_stale_s: float = 120.0
-    config_path: str | None = None
+    config_path: str | None = None  # the file the settings came from, if any
 
 
 def read_config(path: str | None) -> tuple[dict, str | None]:
@@ -64,63 +140,142 @@ def read_config(path: str | None) -> tuple[dict, str | None]:
             return tomllib.load(handle), path
     except FileNotFoundError:
         raise UsageError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise UsageError(f"config file {path}: is a folder") from None
     except tomllib.TOMLDecodeError as error:
         raise UsageError(f"config file {path}: {error}") from None
 
 
-def resolve_db_url(cli_value: str | None, config: dict) -> str:
-    return cli_value or os.environ.get(ENV_DB_URL) or config.get("db") or default_db_url()
+def check_config(raw: dict, path: str | None) -> ConfigFile:
+    """The file's tables as typed values, or a one-line ``UsageError``."""
+    try:
+        return ConfigFile.model_validate(raw)
+    except ValidationError as invalid:
+        problems = invalid.errors(include_url=False)
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UsageError(f"config {path}: {describe_problem(problems[0])}{more}") from None
 
 
-def read_limits(raw, path: str | None) -> Limits:
-    """``[limits]``: known names only, each a positive whole number (a bool is not one)."""
-    if not isinstance(raw, dict):
-        raise UsageError(f"config {path}: [limits] must be a table")
-    known = Limits.__dataclass_fields__
-    for name, value in raw.items():
-        if name not in known:
-            raise UsageError(f"config {path}: [limits] {name} is not one of "
-                             f"{', '.join(known)}")
-        if type(value) is not int or value <= 0:
-            raise UsageError(f"config {path}: [limits] {name} must be a positive whole "
-                             f"number, not {value!r}")
-    return Limits(**raw)
-
-
-def _optional_text(table: dict, name: str, path: str | None) -> str | None:
-    value = table.get(name)
-    if value is not None and not isinstance(value, str):
-        raise UsageError(f"config {path}: {name} must be a string, not {value!r}")
-    return value
+def host_settings(**values) -> HostSettings:
+    """A host named on the command line, or a one-line ``UsageError``."""
+    try:
+        return HostSettings(**values)
+    except ValidationError as invalid:
+        raise UsageError(f"host {describe_problem(invalid.errors()[0])}") from None
 
 
 def load_settings(db: str | None = None, config: str | None = None) -> Settings:
     raw, path = read_config(config)
-    worker = raw.get("worker", {})
-    limits = raw.get("limits", {})
-    hosts = []
-    for entry in raw.get("hosts", []):
-        if "name" not in entry or not (entry.get("uri") or entry.get("fixture")):
-            raise UsageError(f"config {path}: each [[hosts]] needs name and uri or fixture")
-        hosts.append(
-            HostSettings(
-                name=str(entry["name"]),
-                uri=entry.get("uri"),
-                fixture=entry.get("fixture"),
-            )
-        )
-    try:
-        return Settings(
-            db_url=resolve_db_url(db, raw),
-            hosts=tuple(hosts),
-            interval_s=float(worker.get("interval", 5.0)),
-            batch_size=int(worker.get("batch_size", 50)),
-            backoff_max_s=float(worker.get("backoff_max", 300.0)),
-            limits=read_limits(limits, path),
-            metrics_address=_optional_text(worker, "metrics_address", path),
-            metrics_allow_remote=worker.get("metrics_allow_remote", False) is True,
-            health_stale_s=float(worker.get("health_stale", 120.0)),
-            config_path=path,
-        )
-    except (TypeError, ValueError) as error:
-        raise UsageError(f"config {path}: {error}") from None
+    checked = check_config(raw, path)
+    return Settings(
+        db_url=db or os.environ.get(ENV_DB_URL) or checked.db or default_db_url(),
+        hosts=checked.hosts,
+        worker=checked.worker,
+        limits=checked.limits,
+        config_path=path,
+    )
+
+
+# --- one line per problem ----------------------------------------------------------------
+
+_EXPECTED = {
+    "float_type": "a number", "float_parsing": "a number",
+    "int_type": "a whole number", "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "bool_type": "true or false", "bool_parsing": "true or false",
+    "string_type": "a string",
+    "model_type": "a table", "model_attributes_type": "a table", "dict_type": "a table",
+    "tuple_type": "a list", "list_type": "a list",
+    "finite_number": "a finite number",
+}
+_BOUNDS = {"greater_than": ("gt", "more than"), "greater_than_equal": ("ge", "at least"),
+           "less_than": ("lt", "less than"), "less_than_equal": ("le", "at most")}
+
+
+def describe_problem(problem: dict) -> str:
+    """``[worker] interval: expected a number, got "fast"`` from one pydantic error."""
+    loc, kind, value = problem["loc"], problem["type"], problem.get("input")
+    where = _where(loc)
+    if kind == "extra_forbidden":
+        return f"{where}: unknown {_what(value)}{_did_you_mean(loc)}"
+    if kind == "tuple_type" and _model_of(_field(loc).annotation) is not Section:
+        return f"{where}: expected [[{loc[-1]}]] tables, got {_shown(value)}"
+    if kind in _EXPECTED:
+        return f"{where}: expected {_EXPECTED[kind]}, got {_shown(value)}"
+    if kind in _BOUNDS:
+        name, words = _BOUNDS[kind]
+        return f"{where}: must be {words} {problem['ctx'][name]:g}, got {_shown(value)}"
+    if kind == "missing":
+        return f"{where}: missing (required)"
+    if kind == "value_error":
+        return f"{where}: {problem['ctx']['error']}"
+    return f"{where}: {problem['msg']}, got {_shown(value)}"
+
+
+def _where(loc: tuple) -> str:
+    """``[worker] interval``, ``[[hosts]] #2 name``, or a top-level key as it is."""
+    if not loc:
+        return "the file"
+    if len(loc) == 1:
+        return str(loc[0])
+    head, rest = loc[0], list(loc[1:])
+    if isinstance(rest[0], int):
+        head = f"[[{head}]] #{rest.pop(0) + 1}"
+    else:
+        head = f"[{head}]"
+    return " ".join([head, *map(str, rest)])
+
+
+def _what(value) -> str:
+    if isinstance(value, dict):
+        return "section"
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return "section"
+    return "key"
+
+
+def _table(loc: tuple) -> type[BaseModel]:
+    """The model of the table that holds ``loc[-1]``."""
+    model: type[BaseModel] = ConfigFile
+    for part in loc[:-1]:
+        if isinstance(part, str):
+            model = _model_of(model.model_fields[part].annotation)
+    return model
+
+
+def _field(loc: tuple):
+    return _table(loc).model_fields[loc[-1]]
+
+
+def _did_you_mean(loc: tuple) -> str:
+    """`` (did you mean hosts?)`` when a known name of that table is close."""
+    model = _table(loc)
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _model_of(annotation) -> type[BaseModel]:
+    """The section model inside ``Limits``, ``tuple[HostSettings, ...]``, ``Annotated[...]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        if argument is not Ellipsis:
+            found = _model_of(argument)
+            if found is not Section:
+                return found
+    return Section
+
+
+def _shown(value) -> str:
+    """A value as the file would spell it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)

@@ -37,7 +37,7 @@ def tick_context(store: Store, settings: Settings, emitters=()) -> TickContext:
         store=store,
         holder=worker_name(),
         limits=settings.limits,
-        batch_size=settings.batch_size,
+        batch_size=settings.worker.batch_size,
         emitters=tuple(emitters),
     )
 

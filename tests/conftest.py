@@ -1,8 +1,9 @@
 """Shared test fixtures: the corpus, and databases on SQLite and PostgreSQL.
 
 Where ``../shared/corpus`` or the PostgreSQL server is missing, the tests that need
-them skip with a reason; ``.ci/run`` sets MONITOR_REQUIRE_CORPUS=1 and
-MONITOR_REQUIRE_POSTGRES=1, which turn those skips into failures.
+them skip with a reason; ``.ci/run`` sets MONITOR_REQUIRE_CORPUS=1,
+MONITOR_REQUIRE_POSTGRES=1, MONITOR_REQUIRE_LIBVIRT=1 and MONITOR_REQUIRE_INDEX=1 (the
+package index, for scripts/run on a fresh clone), which turn those skips into failures.
 """
 
 from __future__ import annotations

@@ -217,12 +217,14 @@ def test_limits_come_from_the_config_file_into_the_tick(tmp_path):
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    pytest.param('max_devices = "many"', "max_devices must be a positive whole number",
-                 id="text"),
-    pytest.param("max_depth = 0", "max_depth must be a positive whole number", id="zero"),
-    pytest.param("max_xml_bytes = 1.5", "max_xml_bytes must be", id="float"),
-    pytest.param("max_devices = true", "max_devices must be", id="bool"),
-    pytest.param("max_size = 5", "max_size is not one of", id="unknown"),
+    pytest.param('max_devices = "many"', '[limits] max_devices: expected a whole number, '
+                 'got "many"', id="text"),
+    pytest.param("max_depth = 0", "[limits] max_depth: must be at least 1, got 0", id="zero"),
+    pytest.param("max_xml_bytes = 1.5", "[limits] max_xml_bytes: expected a whole number",
+                 id="float"),
+    pytest.param("max_devices = true", "[limits] max_devices: expected a whole number",
+                 id="bool"),
+    pytest.param("max_size = 5", "[limits] max_size: unknown key", id="unknown"),
 ])
 def test_a_bad_limit_is_a_one_line_error_at_start(tmp_path, text, message):
     config = write_config(tmp_path, f"[limits]\n{text}\n")

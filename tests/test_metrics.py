@@ -184,9 +184,10 @@ def test_metrics_settings_come_from_the_worker_table(tmp_path):
     config.write_text('[worker]\nmetrics_address = "127.0.0.1:9108"\nhealth_stale = 30\n'
                       "metrics_allow_remote = true\n")
     settings = load_settings(db="sqlite://", config=str(config))
-    assert (settings.metrics_address, settings.health_stale_s,
-            settings.metrics_allow_remote) == ("127.0.0.1:9108", 30.0, True)
-    assert load_settings(db="sqlite://").metrics_address is None  # off by default
+    worker = settings.worker
+    assert (worker.metrics_address, worker.health_stale,
+            worker.metrics_allow_remote) == ("127.0.0.1:9108", 30.0, True)
+    assert load_settings(db="sqlite://").worker.metrics_address is None  # off by default
 
 
 def test_run_refuses_a_remote_address_in_one_line(tmp_path, capsys):

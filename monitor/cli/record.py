@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from monitor.commands.record import record
     from monitor.errors import UsageError
     from monitor.hosts.fixture_writer import FixtureWriter
-    from monitor.settings import HostSettings
+    from monitor.settings import host_settings
     from monitor.wiring import open_store, settings_from
     from monitor.worker.sources import build_source
 
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"--out {out}: the folder is not empty")
-    source = build_source(HostSettings(name=args.host_name, uri=args.host))
+    source = build_source(host_settings(name=args.host_name, uri=args.host))
     with open_store(settings_from(args)) as store:
         try:
             summary = record(source, FixtureWriter(out), ticks=args.ticks,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from monitor.cli.options import add_db_option
 DEMO_RECORDING = Path(__file__).resolve().parent.parent / "demo" / "recording"
 
 EPILOG = """\
-With no hosts configured, the worker plays a bundled recording in a loop against the
+Without a config file, the worker plays a bundled recording in a loop against the
 default SQLite database (its inventory is loaded on the first run): no libvirt needed,
 and you see ticks reconcile within seconds. Each tick prints one summary line:
 
@@ -66,14 +67,18 @@ def run(args: argparse.Namespace) -> int:
     from monitor.settings import HostSettings
     from monitor.wiring import emit_dicts, open_store, settings_from, tick_context
     from monitor.worker.host_job import HostJob
-    from monitor.worker.metrics import serving
     from monitor.worker.scheduler import Worker
     from monitor.worker.sources import build_source
     from monitor.worker.stale_locks import release_dead_workers_locks
 
+    from monitor.errors import UsageError
+
     settings = settings_from(args)
     hosts = settings.hosts
-    interval = args.interval or settings.interval_s
+    interval = args.interval or settings.worker.interval
+    if settings.config_path and not hosts:
+        raise UsageError(f"config {settings.config_path}: no [[hosts]] to poll (the demo "
+                         "runs only without a config file; docs/configuration.md)")
     demo = not hosts
     if demo:
         fixture = read_fixture(DEMO_RECORDING)
@@ -82,9 +87,8 @@ def run(args: argparse.Namespace) -> int:
         interval = args.interval or 1.0
     output = sys.stderr if args.emit_dicts == "-" else sys.stdout
     sources = [build_source(host) for host in hosts]
-    metrics = serving(args.metrics or settings.metrics_address, [s.name for s in sources],
-                      stale_after_s=settings.health_stale_s,
-                      allow_remote=settings.metrics_allow_remote)
+    metrics = _metrics(args.metrics or settings.worker.metrics_address,
+                       [s.name for s in sources], settings.worker)
     with open_store(settings) as store, emit_dicts(args.emit_dicts) as emitters, \
             metrics as served:
         if demo:
@@ -100,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             print(summary.line(), file=output, flush=True)
 
         jobs = [HostJob(source, context, interval_s=interval,
-                        backoff_max_s=settings.backoff_max_s, on_summary=show)
+                        backoff_max_s=settings.worker.backoff_max, on_summary=show)
                 for source in sources]
         print(f"monitor: {'demo recording' if demo else 'worker'} on {store.url}, "
               f"{len(jobs)} hosts, every {interval:g}s (Ctrl-C stops)", file=output, flush=True)
@@ -110,6 +114,23 @@ def run(args: argparse.Namespace) -> int:
             for source in sources:
                 source.close()
     return 0
+
+
+def _metrics(address: str | None, hosts: list[str], worker):
+    """The metrics server's context, or nothing; prometheus-client is needed only when on."""
+    if not address:
+        return contextlib.nullcontext(None)
+    from monitor.errors import UsageError
+
+    try:
+        from monitor.worker.metrics import serving
+    except ModuleNotFoundError as missing:
+        if missing.name != "prometheus_client":
+            raise
+        raise UsageError(f"metrics on {address}: prometheus-client is not installed "
+                         "(pip install 'monitor[metrics]')") from None
+    return serving(address, hosts, stale_after_s=worker.health_stale,
+                   allow_remote=worker.metrics_allow_remote)
 
 
 def _load_demo_inventory(store, fixture, output) -> None:

@@ -34,17 +34,13 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from monitor.commands.start import default_host_name, start_vm
-    from monitor.errors import UsageError
-    from monitor.hosts.source import is_host_name
-    from monitor.settings import HostSettings
+    from monitor.settings import host_settings
     from monitor.wiring import open_store, settings_from
     from monitor.worker.sources import build_source
 
     vm_id = parse_vm_id(args.vm_id)
     name = args.host_name or default_host_name(args.host)
-    if not is_host_name(name):
-        raise UsageError(f"host name {name!r}: use letters, digits, '.', '_', '-'")
-    source = build_source(HostSettings(name=name, uri=args.host))
+    source = build_source(host_settings(name=name, uri=args.host))
     with open_store(settings_from(args)) as store:
         try:
             start_vm(store, vm_id, source, name)

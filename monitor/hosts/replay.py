@@ -89,7 +89,9 @@ class LoopingReplaySource:
         self.name = host
         self._ticks = tuple(tick for tick in fixture.ticks if tick.answer(host) is not None)
         if not self._ticks:
-            raise FixtureError(f"{fixture.root}: host {host} is polled in no tick")
+            raise FixtureError(f"{fixture.root}: host {host} is polled in no tick; name "
+                               f"the host after one of the fixture's hosts: "
+                               f"{', '.join(fixture.hosts)}")
         self._next = 0
         self._current: ReplayHostSource | None = None
 

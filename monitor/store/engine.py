@@ -85,6 +85,11 @@ def create_engine(url: str) -> Engine:
         engine = sa.create_engine(
             parsed, pool_pre_ping=True, json_deserializer=json_loads, json_serializer=json_dumps
         )
+    except ModuleNotFoundError as missing:
+        if not (missing.name or "").startswith("psycopg"):
+            raise
+        raise UsageError(f"cannot use database URL {render(parsed)}: psycopg is not "
+                         "installed (pip install 'monitor[postgres]')") from None
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as error:
         raise UsageError(f"cannot use database URL {render(parsed)}: {error}") from None
     if engine.dialect.name == "postgresql":

@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from monitor.errors import UsageError
+from monitor.settings import listen_address
 from monitor.tick.summary import TickSummary
 
 log = logging.getLogger("monitor.worker.metrics")
@@ -161,15 +162,14 @@ class TickMetrics:
 
 def parse_address(text: str, *, allow_remote: bool = False) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:9108`` for IPv6) -> (host, port); loopback unless allowed."""
-    host, colon, port_text = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not colon or not host or not port_text.isdigit() or int(port_text) > 65535:
-        raise UsageError(f"metrics address {text!r}: expected HOST:PORT, "
-                         "e.g. 127.0.0.1:9108")
+    try:
+        host, port = listen_address(text)
+    except ValueError as error:
+        raise UsageError(f"metrics address {error}") from None
     if not allow_remote and not is_loopback(host):
         raise UsageError(f"metrics address {text!r} is not a loopback address; set "
                          "[worker] metrics_allow_remote = true to serve it to other machines")
-    return host, int(port_text)
+    return host, port
 
 
 def is_loopback(host: str) -> bool:

@@ -5,14 +5,12 @@ from __future__ import annotations
 from monitor.errors import UsageError
 from monitor.hosts.fixture import read_fixture
 from monitor.hosts.replay import LoopingReplaySource
-from monitor.hosts.source import HostSource, is_host_name
+from monitor.hosts.source import HostSource
 from monitor.settings import HostSettings
 
 
 def build_source(host: HostSettings) -> HostSource:
-    if not is_host_name(host.name):
-        raise UsageError(f"host name {host.name!r}: use letters, digits, '.', '_', '-' "
-                         "(a name, never a URI)")
+    """The host's source; its name is already checked (``HostSettings``)."""
     if host.fixture:
         return LoopingReplaySource(read_fixture(host.fixture), host.name)
     try:

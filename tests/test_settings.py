@@ -1,0 +1,145 @@
+"""The config file is checked whole at start: one line naming the file and the key.
+
+Every case here was once a traceback, a silent default or a demo written into the
+configured database (docs/configuration.md).
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import FIXTURES
+
+from monitor.cli import main
+from monitor.errors import UsageError
+from monitor.settings import HostSettings, Limits, WorkerSettings, host_settings, load_settings
+
+HOST = '[[hosts]]\nname = "host1"\nuri = "test:///default"\n'
+
+
+def write(tmp_path, text: str) -> str:
+    path = tmp_path / "monitor.toml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    # unknown keys and sections, anywhere, with a "did you mean" where one is close
+    pytest.param('[[host]]\nname = "h"\nuri = "test:///default"\n',
+                 "host: unknown section (did you mean hosts?)", id="host-for-hosts"),
+    pytest.param("[workers]\ninterval = 5\n", "workers: unknown section (did you mean worker?)",
+                 id="workers-for-worker"),
+    pytest.param('database = "sqlite://"\n', "database: unknown key", id="unknown-top-key"),
+    pytest.param("[worker]\nintervall = 5\n",
+                 "[worker] intervall: unknown key (did you mean interval?)", id="worker-typo"),
+    pytest.param("[limits]\nmax_device = 5\n",
+                 "[limits] max_device: unknown key (did you mean max_devices?)", id="limits-typo"),
+    pytest.param(HOST + 'adress = "x"\n', "[[hosts]] #1 adress: unknown key", id="hosts-key"),
+    pytest.param("[worker.extra]\nx = 1\n", "[worker] extra: unknown section", id="subtable"),
+    # wrong types name the key and show the value as the file spells it
+    pytest.param('[worker]\ninterval = "fast"\n',
+                 '[worker] interval: expected a number, got "fast"', id="interval-text"),
+    pytest.param('[worker]\ninterval = "5"\n',
+                 '[worker] interval: expected a number, got "5"', id="interval-quoted"),
+    pytest.param("[worker]\nbatch_size = 2.5\n",
+                 "[worker] batch_size: expected a whole number, got 2.5", id="batch-float"),
+    pytest.param("[worker]\nmetrics_allow_remote = 1\n",
+                 "[worker] metrics_allow_remote: expected true or false, got 1", id="bool"),
+    pytest.param("worker = 5\n", "worker: expected a table, got 5", id="worker-number"),
+    pytest.param("hosts = [1]\n", "[[hosts]] #1: expected a table, got 1", id="hosts-list"),
+    pytest.param('[hosts]\nname = "h"\nuri = "test:///default"\n',
+                 "hosts: expected [[hosts]] tables, got a table", id="hosts-table"),
+    pytest.param('[[hosts]]\nname = "h"\nfixture = 5\n',
+                 "[[hosts]] #1 fixture: expected a string, got 5", id="fixture-number"),
+    pytest.param("db = 5\n", "db: expected a string, got 5", id="db-number"),
+    pytest.param("[limits]\nmax_depth = 1e9\n",
+                 "[limits] max_depth: expected a whole number, got 1000000000.0", id="depth-1e9"),
+    # ranges, refused at start rather than at the first tick
+    pytest.param("[worker]\nbatch_size = 0\n",
+                 "[worker] batch_size: must be at least 1, got 0", id="batch-zero"),
+    pytest.param("[worker]\nbatch_size = -1\n",
+                 "[worker] batch_size: must be at least 1, got -1", id="batch-negative"),
+    pytest.param("[worker]\ninterval = -5\n",
+                 "[worker] interval: must be more than 0, got -5", id="interval-negative"),
+    pytest.param("[worker]\ninterval = 0\n",
+                 "[worker] interval: must be more than 0, got 0", id="interval-zero"),
+    pytest.param("[worker]\ninterval = nan\n",
+                 "[worker] interval: expected a finite number, got nan", id="interval-nan"),
+    pytest.param("[worker]\nhealth_stale = nan\n",
+                 "[worker] health_stale: expected a finite number, got nan", id="stale-nan"),
+    pytest.param("[worker]\nbackoff_max = inf\n",
+                 "[worker] backoff_max: expected a finite number, got inf", id="backoff-inf"),
+    pytest.param("[limits]\nmax_depth = 1000000\n",
+                 "[limits] max_depth: must be at most 255, got 1000000", id="depth-huge"),
+    pytest.param("[limits]\nmax_devices = 0\n",
+                 "[limits] max_devices: must be at least 1, got 0", id="devices-zero"),
+    pytest.param('[worker]\nmetrics_address = "127.0.0.1:²"\n',
+                 "[worker] metrics_address: '127.0.0.1:²': expected HOST:PORT", id="port-digit"),
+    pytest.param('[worker]\nmetrics_address = "127.0.0.1"\n',
+                 "[worker] metrics_address: '127.0.0.1': expected HOST:PORT", id="no-port"),
+    # hosts: a name, exactly one of uri and fixture, names distinct
+    pytest.param(HOST + HOST, "hosts: two [[hosts]] are named 'host1'", id="same-name"),
+    pytest.param('[[hosts]]\nname = "h"\n', "[[hosts]] #1: host h: give uri or fixture",
+                 id="no-source"),
+    pytest.param('[[hosts]]\nname = "h"\nuri = "test:///default"\nfixture = "f"\n',
+                 "[[hosts]] #1: host h: give uri or fixture (exactly one)", id="two-sources"),
+    pytest.param('[[hosts]]\nuri = "test:///default"\n', "[[hosts]] #1 name: missing",
+                 id="no-name"),
+    pytest.param('[[hosts]]\nname = "qemu+ssh://h/system"\nuri = "test:///default"\n',
+                 "[[hosts]] #1 name: 'qemu+ssh://h/system': use letters", id="uri-as-name"),
+])
+def test_a_bad_config_is_one_line_naming_the_file_and_the_key(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(UsageError) as refused:
+        load_settings(config=path)
+    line = str(refused.value)
+    assert line.startswith(f"config {path}: {message}"), line
+    assert "\n" not in line
+
+
+def test_the_first_problem_is_shown_and_the_others_counted(tmp_path):
+    path = write(tmp_path, "[worker]\ninterval = -1\nbatch_size = 0\n")
+    with pytest.raises(UsageError, match=r"interval: must be more than 0, got -1 \(and 1 more\)$"):
+        load_settings(config=path)
+
+
+def test_a_complete_file_becomes_typed_values(tmp_path, monkeypatch):
+    monkeypatch.delenv("MONITOR_DB_URL", raising=False)
+    path = write(tmp_path, 'db = "sqlite:///x.db"\n[worker]\ninterval = 2\nbatch_size = 10\n'
+                 '[limits]\nmax_depth = 30\n' + HOST
+                 + '[[hosts]]\nname = "lab"\nfixture = "fixtures/migration"\n')
+    settings = load_settings(config=path)
+    assert settings.db_url == "sqlite:///x.db" and settings.config_path == path
+    assert settings.worker == WorkerSettings(interval=2.0, batch_size=10)
+    assert isinstance(settings.worker.interval, float)
+    assert settings.limits == Limits(max_depth=30)
+    assert settings.hosts == (HostSettings(name="host1", uri="test:///default"),
+                              HostSettings(name="lab", fixture="fixtures/migration"))
+
+
+def test_a_host_named_on_the_command_line_is_checked_in_one_line():
+    with pytest.raises(UsageError, match=r"^host name: 'a b': use letters"):
+        host_settings(name="a b", uri="test:///default")
+
+
+@pytest.mark.parametrize("text", [
+    pytest.param('[[host]]\nname = "h"\nuri = "test:///default"\n', id="typo"),
+    pytest.param("[worker]\ninterval = 1\n", id="no-hosts"),
+])
+def test_run_with_a_config_never_plays_the_demo_into_its_database(tmp_path, capsys, text,
+                                                                   monkeypatch):
+    monkeypatch.delenv("MONITOR_DB_URL", raising=False)
+    db = tmp_path / "configured.db"
+    path = write(tmp_path, f'db = "sqlite:///{db}"\n{text}')
+    assert main(["run", "--config", path, "--ticks", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"monitor: error: config {path}: "), err
+    assert not db.exists()  # nothing was written
+
+
+def test_a_fixture_host_must_be_named_after_one_of_the_fixture_hosts(tmp_path, capsys):
+    path = write(tmp_path, f'db = "sqlite:///{tmp_path / "m.db"}"\n[[hosts]]\nname = "lab"\n'
+                 f'fixture = "{FIXTURES / "migration"}"\n')
+    assert main(["run", "--config", path, "--ticks", "1"]) == 4
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"monitor: error: {FIXTURES / 'migration'}: host lab is polled in no tick; "
+                   "name the host after one of the fixture's hosts: host-a, host-b"]
