@@ -104,6 +104,31 @@ def test_managed_nic_unplugged_then_replugged_keeps_its_row(replugged):
     assert rows[0].is_plugged and rows[0].address == PCI_4
 
 
+def test_libvirt_reusing_an_alias_never_plugs_a_row_whose_device_is_gone():
+    """Seen on a real host: a NIC matched by MAC stores libvirt's ``net0``; the guest
+    unplugs it; an unrelated NIC attached next gets ``net0`` from libvirt."""
+    nic = row(uid(2), "interface", "bridge", spec={"mac_address": "52:54:00:00:00:02"})
+    _, rows = one_pass([nic], [dev("interface", device="bridge", alias="net0", address=PCI_3,
+                                   mac="52:54:00:00:00:02")])
+    assert rows == [replace(nic, alias="net0", address=PCI_3)]
+    _, rows = one_pass(rows, [])
+    assert rows == [replace(nic, is_plugged=False, address={}, alias="")]
+    unrelated = dev("interface", device="bridge", alias="net0", address=PCI_4,
+                    mac="52:54:00:00:00:99")
+    changes, rows = one_pass(rows, [unrelated])
+    assert changes == VmChanges(VM) and not rows[0].is_plugged
+    assert convert(VM, domain([unrelated]), rows).result.foreign == (unrelated,)
+
+
+def test_unplugging_clears_a_libvirt_alias_and_keeps_a_user_alias():
+    libvirt_named = row(uid(1), "disk", alias="scsi0-0-0-1", address=PCI_3)
+    user_named = row(uid(2), "disk", alias="ua-" + uid(2), address=PCI_4)
+    unplugged_named = row(uid(3), "disk", alias="net9", is_plugged=False)
+    _, rows = one_pass([libvirt_named, user_named, unplugged_named], [])
+    assert [(r.alias, r.is_plugged, r.address) for r in rows] == [
+        ("", False, {}), ("ua-" + uid(2), False, {}), ("", False, {})]
+
+
 @pytest.mark.parametrize("kind", ["graphics", "console", "tpm", "mdev", "balloon"])
 def test_rows_that_cannot_be_identified_are_never_unplugged(kind):
     kept = row(uid(1), kind, alias="ua-" + uid(1), address=PCI_3)

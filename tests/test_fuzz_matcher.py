@@ -149,7 +149,8 @@ def test_the_generators_reach_the_adversarial_cases():
     """A guard on the harness: hostile rows and duplicates are generated and survive."""
     rows = [row(IDS[0], "disk", spec={"mac_address": {"a": 1}, "lun_id": [1]},
                 address={"bus": {"nested": 1}}),
-            row(IDS[0].upper(), "interface", alias="net0", spec={"mac_address": 5}),
+            # an empty MAC is no key, so it cannot veto the stored alias: both NICs select it
+            row(IDS[0].upper(), "interface", alias="net0", spec={"mac_address": ""}),
             row(IDS[1], "controller", spec={"index": 1.5, "model": {}}),
             row(IDS[2], "memory", spec={"size": [512], "node": "zz"}),
             row(IDS[3], "channel", spec={"target_type": {}, "target_name": ["a"]})]

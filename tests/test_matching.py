@@ -90,6 +90,55 @@ CASES = [
         id="vm-started-before-user-aliases-keeps-every-device",
     ),
     pytest.param(
+        [dev("interface", device="bridge", alias="net0", mac="52:54:00:00:00:02")],
+        [row(uid(2), "interface", "bridge", alias="net0", is_plugged=False)],
+        {0: ("foreign", None)},
+        id="stored-alias-never-selects-an-unplugged-row",
+    ),
+    pytest.param(
+        [dev("interface", device="bridge", alias="net0", mac="52:54:00:00:00:02")],
+        [row(uid(2), "interface", "bridge", alias="net0",
+             spec={"mac_address": "52:54:00:00:00:01"})],
+        {0: ("foreign", None)},
+        id="stored-alias-vetoed-by-another-mac",
+    ),
+    pytest.param(
+        numbered(dev("interface", device="bridge", alias="net0", mac="52:54:00:00:00:02"),
+                 dev("interface", device="bridge", alias="net1")),
+        [row(uid(2), "interface", "bridge", alias="net0", spec={"mac_address": "52:54:00:00:00:02"}),
+         row(uid(3), "interface", "bridge", alias="net1", spec={"mac_address": "52:54:00:00:00:03"})],
+        {0: ("stored-alias", uid(2)), 1: ("stored-alias", uid(3))},
+        id="stored-alias-with-the-same-mac-or-a-key-missing-on-one-side",
+    ),
+    pytest.param(
+        numbered(dev("disk", alias="scsi0-0-0-1", serial=uid(9)),
+                 dev("disk", alias="scsi0-0-0-2", source="/images/elsewhere.img")),
+        [row(uid(1), "disk", alias="scsi0-0-0-1"), row(uid(2), "disk", alias="scsi0-0-0-2")],
+        {0: ("foreign", None), 1: ("stored-alias", uid(2))},
+        id="stored-alias-vetoed-by-another-serial-never-by-disk-path",
+    ),
+    pytest.param(
+        numbered(
+            dev("controller", device="pci", alias="pci.1", controller_index=2,
+                controller_model="pcie-root-port"),
+            dev("memory", alias="dimm0", memory_node=0, memory_size_mib=1024),
+            dev("channel", device="unix", alias="channel0", channel_target_type="virtio",
+                channel_target_name="org.example.1"),
+            dev("hostdev", device="pci", alias="hostdev0",
+                host_address=hostaddress.pci("0", "6", "0", "0")),
+            dev("video", device="qxl", alias="video0", address=PCI_05),
+        ),
+        [row(uid(1), "controller", "pci", alias="pci.1", spec={"index": 1, "model": "pcie-root-port"}),
+         row(uid(2), "memory", alias="dimm0", spec={"node": 0, "size": 512}),
+         row(uid(3), "channel", "unix", alias="channel0",
+             spec={"target_type": "virtio", "target_name": "org.example.0"}),
+         row(uid(4), "hostdev", "pci", alias="hostdev0", host_device="pci_0000_05_00_0"),
+         row(uid(5), "video", "vga", alias="video0")],
+        {0: ("new-unmanaged", None), 1: ("new-unmanaged", None), 2: ("new-unmanaged", None),
+         3: ("new-unmanaged", None), 4: ("stored-alias", uid(5))},
+        id="stored-alias-vetoed-by-each-equality-key-never-by-singleton",
+    ),
+    pytest.param(
         [dev("interface", device="bridge", alias="net1", mac="52:54:00:ab:cd:ef")],
         [row(uid(2), "interface", "bridge", spec={"mac_address": "52:54:00:AB:CD:EF"})],
         {0: ("mac", uid(2))},
@@ -310,6 +359,18 @@ def test_alias_rules_never_read_natural_keys():
     rows = [row(uid(1), "disk"), row(uid(2), "interface", "bridge", alias="net0")]
     assert outcome(match(VM, devices, rows)) == {0: ("user-alias", uid(1)),
                                                   1: ("stored-alias", uid(2))}
+
+
+def test_explain_says_why_a_stored_alias_was_vetoed():
+    device = dev("interface", device="bridge", alias="net0", mac="52:54:00:00:00:02")
+    rows = [row(uid(1), "interface", "bridge", alias="net0", is_plugged=False),
+            row(uid(2), "interface", "bridge", alias="net0",
+                spec={"mac_address": "52:54:00:00:00:01"})]
+    attempts = match(VM, [device], rows, explain=True).trace[device]
+    assert [(a.rule.value, a.outcome.value, a.detail) for a in attempts[1:3]] == [
+        ("stored-alias", "vetoed", f"row {uid(1)} holds this alias but is unplugged"),
+        ("stored-alias", "vetoed", f"row {uid(2)} holds this alias but its mac key "
+                                   "52:54:00:00:00:01 differs from 52:54:00:00:00:02")]
 
 
 def test_explain_records_every_rule_tried():

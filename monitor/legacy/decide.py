@@ -3,8 +3,9 @@
 What a match writes: ``is_plugged`` true, the reported address (``{}`` if none), the
 reported alias if any (else kept), the metadata's guest name as ``logical_name`` if any
 (else kept), ``host_device`` for host devices; nothing else. A row not reported: a
-managed one is unplugged (address cleared, alias kept) unless its kind cannot be
-identified reliably; an unmanaged one is deleted. Rows in a conflict are left exactly as
+managed one is unplugged (address cleared, a ``ua-`` alias kept, a libvirt alias cleared:
+libvirt hands it to the next device attached) unless its kind cannot be identified
+reliably; an unmanaged one is deleted. Rows in a conflict are left exactly as
 they are. Only rows whose values really change are listed, so applying the same XML
 twice yields empty changes. Values that compare equal after normalization (``0x05`` vs
 ``0x5``) are not rewritten.
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from monitor.legacy.dicts import ConvertedVm, GuestDisk, LegacyDevice
 from monitor.matching import Rule
 from monitor.model.address import same_address
+from monitor.model.alias import Alias
 from monitor.model.changes import RowUpdate, VmChanges
 from monitor.model.hostaddress import parse_node_device_name
 from monitor.model.rows import DeviceRow
@@ -47,9 +49,11 @@ def decide(converted: ConvertedVm, rows: Sequence[DeviceRow]) -> VmChanges:
             continue
         if not row.is_managed:
             deletes.append(row.device_id)
-        elif row.type not in NEVER_UNPLUGGED_TYPES and (row.is_plugged or row.address):
-            updates.append(RowUpdate(row.device_id, False, {}, row.alias, row.logical_name,
-                                     row.host_device))
+        elif row.type not in NEVER_UNPLUGGED_TYPES:
+            alias = "" if Alias.parse(row.alias).libvirt_assigned else row.alias
+            if row.is_plugged or row.address or alias != row.alias:
+                updates.append(RowUpdate(row.device_id, False, {}, alias, row.logical_name,
+                                         row.host_device))
     return VmChanges(
         vm_id=converted.vm_id,
         updates=tuple(sorted(updates, key=lambda update: update.device_id)),

@@ -28,6 +28,7 @@ class Outcome(str, Enum):
     NO_KEY = "no key"
     NO_CANDIDATE = "no candidate"
     NOT_UNIQUE = "not unique"
+    VETOED = "vetoed"
     CONFLICT = "conflict"
     MATCHED = "matched"
 
@@ -126,11 +127,27 @@ def _select_equal(step: Step, key_of, devices, rows, note: Note) -> Selection:
     selection: Selection = {}
     for device, key in keyed:
         candidates = rows_by_key.get(key)
+        if candidates and step.veto is not None:
+            candidates = _not_vetoed(step, device, candidates, note)
+            if not candidates:
+                continue  # each veto is noted with its reason
         if candidates:
             selection[device] = (key, candidates)
         elif note:
             note(device, Outcome.NO_CANDIDATE, f"no open row with key {keys.key_text(key)}")
     return selection
+
+
+def _not_vetoed(step: Step, device: ReportedDevice, candidates: list[DeviceRow],
+                note: Note) -> list[DeviceRow]:
+    kept = []
+    for row in candidates:
+        reason = step.veto(device, row)
+        if reason is None:
+            kept.append(row)
+        elif note:
+            note(device, Outcome.VETOED, reason)
+    return kept
 
 
 def _select_inside(step: Step, key_of, devices, rows, note: Note) -> Selection:

@@ -4,8 +4,10 @@ The rules run one at a time, each over all devices and rows still open. Under a 
 device is matched when its key selects exactly one open row and no other device selects
 that row; anything ambiguous is a conflict, and the devices and rows in it leave matching.
 ``singleton`` is the exception: it decides only when one open device and one open row of
-the kind exist, and otherwise decides nothing. Keys are defined in ``keys.py``; the
-engine that runs this table is ``matcher.py``.
+the kind exist, and otherwise decides nothing. A step's ``veto`` drops a selected row
+before that: ``stored-alias`` never selects an unplugged row, nor one whose equality key
+differs from the device's (libvirt reuses its aliases). Keys are defined in ``keys.py``;
+the engine that runs this table is ``matcher.py``.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class Rule(str, Enum):
 
 
 class Stage(str, Enum):
-    ALIAS = "alias"  # never reads device.keys
+    ALIAS = "alias"  # reads device.keys only to veto a stored alias
     NATURAL = "natural-key"  # for every device the alias rules left open, whatever its alias
     FALLBACK = "fallback"
 
@@ -59,6 +61,8 @@ class Step(NamedTuple):
     device_key: Callable[[ReportedDevice], Hashable | None] | None  # None: the derived id
     row_key: Callable[[DeviceRow], Hashable | None]
     lookup: Lookup = Lookup.EQUAL
+    # Why a selected row is not this device after all (None: it may be); see stored_alias_veto.
+    veto: Callable[[ReportedDevice, DeviceRow], str | None] | None = None
 
 
 SINGLETON_KINDS = frozenset(
@@ -67,11 +71,29 @@ SINGLETON_KINDS = frozenset(
 )
 A, N, F = Stage.ALIAS, Stage.NATURAL, Stage.FALLBACK
 
+
+
+def stored_alias_veto(device: ReportedDevice, row: DeviceRow) -> str | None:
+    """Why a row holding the device's alias is not that device (docs/matching.md): libvirt
+    hands a freed alias (``net0``) to the next device attached, so a libvirt alias is an
+    identity only while its device is there and agrees with the kind's equality key."""
+    if not row.is_plugged:
+        return f"row {row.device_id} holds this alias but is unplugged"
+    for step in equality_steps(device.type):
+        row_key = step.row_key(row)
+        device_key = step.device_key(device) if row_key is not None else None
+        if device_key is not None and device_key != row_key:
+            return (f"row {row.device_id} holds this alias but its {step.rule.value} key "
+                    f"{keys.key_text(row_key)} differs from {keys.key_text(device_key)}")
+    return None
+
+
 POLICY: tuple[Step, ...] = (
     Step(Rule.USER_ALIAS, A, None, "ua-<uuid> = device_id (another type: conflict)",
          keys.user_alias_id, keys.row_id),
-    Step(Rule.STORED_ALIAS, A, None, "(type, alias) = (type, stored alias), non-empty",
-         keys.alias, keys.row_alias),
+    Step(Rule.STORED_ALIAS, A, None, "(type, alias) = (type, stored alias), non-empty; "
+         "plugged rows only, never against a differing equality key",
+         keys.alias, keys.row_alias, veto=stored_alias_veto),
     Step(Rule.MAC, N, frozenset({"interface"}), "MAC = spec_params.mac_address",
          keys.mac, keys.row_mac),
     Step(Rule.DISK_SERIAL, N, frozenset({"disk"}), "serial = device_id",
@@ -117,8 +139,18 @@ def natural_steps(device_type: str) -> tuple[Step, ...]:
     return _NATURAL_STEPS_BY_TYPE.get(device_type, ())
 
 
+def equality_steps(device_type: str) -> tuple[Step, ...]:
+    """The kind's equality keys (mac, disk-serial, host-address, controller-index,
+    memory-node-size, channel-target): the ones that veto a stored alias. disk-path
+    (a substring) and singleton (no key) never do."""
+    return _EQUALITY_STEPS_BY_TYPE.get(device_type, ())
+
+
 _NATURAL_STEPS_BY_TYPE: dict[str, tuple[Step, ...]] = {}
+_EQUALITY_STEPS_BY_TYPE: dict[str, tuple[Step, ...]] = {}
 for _step in POLICY:
     if _step.stage is Stage.NATURAL and _step.lookup is not Lookup.UNIQUE:
         for _kind in _step.kinds or ():
             _NATURAL_STEPS_BY_TYPE[_kind] = _NATURAL_STEPS_BY_TYPE.get(_kind, ()) + (_step,)
+            if _step.lookup is Lookup.EQUAL:
+                _EQUALITY_STEPS_BY_TYPE[_kind] = _EQUALITY_STEPS_BY_TYPE.get(_kind, ()) + (_step,)

@@ -40,6 +40,12 @@ class Alias(NamedTuple):
     def is_user(self) -> bool:
         return self.user_uuid is not None
 
+    @property
+    def libvirt_assigned(self) -> bool:
+        """A name libvirt chose (``net0``, ``pci.1``): libvirt never makes a ``ua-`` one,
+        and hands a freed name to the next device attached."""
+        return bool(self.name) and self.name[:3] != USER_ALIAS_PREFIX
+
     def __bool__(self) -> bool:
         return bool(self.name)
 
