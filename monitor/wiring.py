@@ -17,6 +17,7 @@ from monitor.errors import UsageError
 from monitor.settings import Settings, load_settings
 from monitor.store import Store
 from monitor.tick.host_tick import TickContext
+from monitor.worker.stale_locks import release_dead_workers_locks
 
 
 def settings_from(args) -> Settings:
@@ -33,9 +34,16 @@ def worker_name() -> str:
 
 
 def tick_context(store: Store, settings: Settings, emitters=()) -> TickContext:
+    """The context of every verb that ticks (run, replay, bench).
+
+    First the devices locks of this machine's dead workers are released, so a verb run
+    after a crash applies every VM rather than skip the crashed one's (docs/operations.md).
+    """
+    holder = worker_name()
+    release_dead_workers_locks(store, holder)
     return TickContext(
         store=store,
-        holder=worker_name(),
+        holder=holder,
         limits=settings.limits,
         batch_size=settings.worker.batch_size,
         emitters=tuple(emitters),

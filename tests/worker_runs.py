@@ -110,12 +110,17 @@ def worker_env(fault: str | None = None) -> dict[str, str]:
 
 def run_worker(config: Path, url: str, ticks: int, fault: str | None = None,
                ) -> subprocess.CompletedProcess:
-    """Run ``monitor run`` to its end (N ticks, or the fault's SIGKILL).
+    """Run ``monitor run`` to its end (N ticks, or the fault's SIGKILL)."""
+    return run_monitor(worker_command(config, url, ticks), fault)
 
-    A worker still running after a minute is stuck: it gets SIGABRT, and with
+
+def run_monitor(command: list[str], fault: str | None = None) -> subprocess.CompletedProcess:
+    """Run a ``monitor`` command to its end, or to the fault's SIGKILL.
+
+    A command still running after a minute is stuck: it gets SIGABRT, and with
     PYTHONFAULTHANDLER set its threads' stacks land in the stderr the test shows.
     """
-    process = subprocess.Popen(worker_command(config, url, ticks), stdout=subprocess.PIPE,
+    process = subprocess.Popen(command, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=worker_env(fault),
                                cwd=REPO)
     try:

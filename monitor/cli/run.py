@@ -63,15 +63,13 @@ def run(args: argparse.Namespace) -> int:
 
     check_environment()  # a mistyped MONITOR_FAULT fails here, in one line
 
+    from monitor.errors import UsageError
     from monitor.hosts.fixture import read_fixture
     from monitor.settings import HostSettings
     from monitor.wiring import emit_dicts, open_store, settings_from, tick_context
     from monitor.worker.host_job import HostJob
     from monitor.worker.scheduler import Worker
     from monitor.worker.sources import build_source
-    from monitor.worker.stale_locks import release_dead_workers_locks
-
-    from monitor.errors import UsageError
 
     settings = settings_from(args)
     hosts = settings.hosts
@@ -98,7 +96,6 @@ def run(args: argparse.Namespace) -> int:
             context.on_tick = served[0].observe
             print(f"monitor: metrics on {served[1].url}/metrics, health on "
                   f"{served[1].url}/healthz", file=output, flush=True)
-        release_dead_workers_locks(store, context.holder)
 
         def show(summary) -> None:
             print(summary.line(), file=output, flush=True)
@@ -120,13 +117,13 @@ def _metrics(address: str | None, hosts: list[str], worker):
     """The metrics server's context, or nothing; prometheus-client is needed only when on."""
     if not address:
         return contextlib.nullcontext(None)
-    from monitor.errors import UsageError
-
     try:
         from monitor.worker.metrics import serving
     except ModuleNotFoundError as missing:
         if missing.name != "prometheus_client":
             raise
+        from monitor.errors import UsageError
+
         raise UsageError(f"metrics on {address}: prometheus-client is not installed "
                          "(pip install 'monitor[metrics]')") from None
     return serving(address, hosts, stale_after_s=worker.health_stale,
