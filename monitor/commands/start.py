@@ -34,11 +34,11 @@ def default_host_name(uri: str) -> str:
 def start_vm(store: Store, vm_id: str, source, host_name: str) -> bytes:
     """Start the VM on ``source`` (a LibvirtHostSource); the XML it was started with."""
     holder = f"run-vm@{socket.gethostname()}:{os.getpid()}"
-    now = datetime.now(timezone.utc)
     with store.transaction() as tx:
         vm = tx.vm(vm_id)
         if vm is None:
             raise UsageError(f"no VM with id {vm_id} in the database")
+        now = tx.now(lambda: datetime.now(timezone.utc))  # the database's clock
         if not tx.try_lock(vm_id, holder, now, LOCK_TTL_S):
             raise UsageError(f"VM {vm_id}: its devices lock is held by another command")
         rows = tx.rows([vm_id])[vm_id]

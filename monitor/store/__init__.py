@@ -3,9 +3,11 @@
 * ``schema``: the tables; ``migrations/``: how they are created and upgraded;
 * ``engine``: URL to Engine, DB failure to a one-line StoreError;
 * ``repository``: ``Store`` and its transactions (``Tx``), the API everyone uses;
+* ``fence``: what a tick must still hold when it writes (its devices locks);
 * ``inventory``: the ``{"vms", "devices"}`` document of load and export.
 """
 
+from monitor.store.fence import Fence
 from monitor.store.inventory import (
     LoadSummary,
     dumps,
@@ -17,6 +19,7 @@ from monitor.store.migrate import SchemaUpgrade
 from monitor.store.repository import HashAdvance, Store, Tx
 
 __all__ = [
+    "Fence",
     "HashAdvance",
     "LoadSummary",
     "SchemaUpgrade",

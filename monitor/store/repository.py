@@ -10,7 +10,8 @@ failures leave as a one-line StoreError whose ``transient`` says whether to retr
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from operator import attrgetter
@@ -29,6 +30,7 @@ from monitor.store.inventory import build_document
 from monitor.store.schema import (
     DEVICE_COLUMNS,
     VM_COLUMNS,
+    UtcDateTime,
     vm_device_locks,
     vm_devices,
     vm_last_xml,
@@ -73,8 +75,25 @@ _TAKE_LOCK = (
             vm_device_locks.c.expires_at <= sa.bindparam("b_now"),
         ),
     )
-    .values(holder=sa.bindparam("b_holder"), expires_at=sa.bindparam("b_expires_at"))
+    .values(holder=sa.bindparam("b_holder"), expires_at=sa.bindparam("b_expires_at"),
+            token=sa.bindparam("b_token"))
 )
+_LOCKS_HELD = (
+    sa.select(vm_device_locks.c.vm_id)
+    .where(
+        vm_device_locks.c.vm_id.in_(_IDS),
+        vm_device_locks.c.holder == sa.bindparam("b_holder"),
+        vm_device_locks.c.token == sa.bindparam("b_token"),
+        vm_device_locks.c.expires_at > sa.bindparam("b_now"),
+    )
+    .order_by(vm_device_locks.c.vm_id)
+)
+_NOW = sa.select(sa.func.now(type_=UtcDateTime()))
+
+
+def new_token() -> str:
+    """A devices lock token: 32 hex digits, never the empty token of older rows."""
+    return uuid.uuid4().hex
 
 
 class HashAdvance(NamedTuple):
@@ -353,42 +372,90 @@ class Tx:
 
     # --- devices lock ------------------------------------------------------------------
 
-    def try_lock(self, vm_id: str, holder: str, now: datetime, ttl_s: float) -> bool:
+    def now(self, process_utc: Callable[[], datetime]) -> datetime:
+        """The database's clock: ``now()`` on PostgreSQL (this transaction's start);
+        SQLite has none, so there it is ``process_utc()`` (docs/operations.md, "Clocks")."""
+        if self._connection.dialect.name == "postgresql":
+            return self._connection.execute(_NOW).scalar_one()
+        return process_utc()
+
+    def try_lock(self, vm_id: str, holder: str, now: datetime, ttl_s: float,
+                 token: str | None = None) -> bool:
         """Take the VM's devices lock if it is free, expired, or already ``holder``'s."""
-        return vm_id in self.try_lock_many([vm_id], holder, now, ttl_s)
+        return vm_id in self.try_lock_many([vm_id], holder, now, ttl_s, token)
 
     def try_lock_many(
-        self, vm_ids: Iterable[str], holder: str, now: datetime, ttl_s: float
+        self, vm_ids: Iterable[str], holder: str, now: datetime, ttl_s: float,
+        token: str | None = None,
     ) -> set[str]:
-        """The batched ``try_lock``: the VMs whose lock ``holder`` now holds.
+        """The batched ``try_lock``: the VMs whose lock ``holder`` now holds with ``token``.
 
-        Missing lock rows are inserted, then one conditional UPDATE takes the free,
-        expired and already-ours ones; the rows it wrote stay locked by this
-        transaction, so reading back who holds what is exact. VMs are taken in id
-        order, so two takers cannot deadlock on each other.
+        Each taking writes a fresh token (``token``, or a new one), also over a lock
+        ``holder`` already held: whoever took it before under that name no longer holds
+        it (docs/worker.md, "The fence"). Missing lock rows are inserted, then one
+        conditional UPDATE takes the free, expired and already-ours ones; the rows it
+        wrote stay locked by this transaction, so reading back who holds what is exact.
+        VMs are taken in id order, so two takers cannot deadlock on each other.
         """
         ids = sorted(set(vm_ids))
         if not ids:
             return set()
+        token = token or new_token()
         expires_at = now + timedelta(seconds=ttl_s)
         insert_missing = self._insert(vm_device_locks).on_conflict_do_nothing(
             index_elements=[vm_device_locks.c.vm_id]
         )
         self._connection.execute(insert_missing, [
-            {"vm_id": vm_id, "holder": holder, "expires_at": expires_at} for vm_id in ids
+            {"vm_id": vm_id, "holder": holder, "expires_at": expires_at, "token": token}
+            for vm_id in ids
         ])
         self._connection.execute(_TAKE_LOCK, [
-            {"b_vm_id": vm_id, "b_holder": holder, "b_now": now, "b_expires_at": expires_at}
+            {"b_vm_id": vm_id, "b_holder": holder, "b_now": now, "b_expires_at": expires_at,
+             "b_token": token}
             for vm_id in ids
         ])
         query = sa.select(vm_device_locks.c.vm_id).where(
-            vm_device_locks.c.vm_id.in_(_IDS), vm_device_locks.c.holder == holder
+            vm_device_locks.c.vm_id.in_(_IDS), vm_device_locks.c.holder == holder,
+            vm_device_locks.c.token == token,
         )
         return {
             vm_id
             for chunk in _chunks(ids)
             for vm_id in self._connection.execute(query, {"ids": chunk}).scalars()
         }
+
+    def locks_held(self, vm_ids: Iterable[str], holder: str, token: str,
+                   now: datetime) -> set[str]:
+        """The VMs whose lock ``holder`` still holds with ``token``, unexpired at ``now``.
+
+        The fence's check (``monitor.store.fence``). On PostgreSQL the rows found stay
+        locked (``FOR UPDATE``, in id order) until this transaction ends, so nobody can
+        take those locks between the check and the commit; SQLite's ``BEGIN IMMEDIATE``
+        already holds the whole database.
+        """
+        query = _LOCKS_HELD
+        if self._connection.dialect.name == "postgresql":
+            query = query.with_for_update()
+        params = {"b_holder": holder, "b_token": token, "b_now": now}
+        return {
+            vm_id
+            for chunk in _chunks(sorted(set(vm_ids)))
+            for vm_id in self._connection.execute(query, {"ids": chunk, **params}).scalars()
+        }
+
+    def renew_locks(self, vm_ids: Iterable[str], holder: str, token: str, now: datetime,
+                    ttl_s: float) -> int:
+        """Push back the expiry of the locks ``holder`` still holds with ``token``
+        (unexpired at ``now``) to ``now + ttl_s``; the number renewed. A lock already
+        lost stays lost."""
+        statement = (
+            sa.update(vm_device_locks)
+            .where(vm_device_locks.c.vm_id.in_(_IDS), vm_device_locks.c.holder == holder,
+                   vm_device_locks.c.token == token, vm_device_locks.c.expires_at > now)
+            .values(expires_at=now + timedelta(seconds=ttl_s))
+        )
+        return sum(self._connection.execute(statement, {"ids": chunk}).rowcount
+                   for chunk in _chunks(sorted(set(vm_ids))))
 
     def locked_vms(self, vm_ids: Iterable[str], now: datetime) -> set[str]:
         """The VMs whose lock is held by anyone and not expired."""
@@ -411,14 +478,17 @@ class Tx:
         statement = sa.delete(vm_device_locks).where(vm_device_locks.c.holder == holder)
         return self._connection.execute(statement).rowcount
 
-    def release_lock(self, vm_id: str, holder: str) -> None:
-        self.release_locks([vm_id], holder)
+    def release_lock(self, vm_id: str, holder: str, token: str | None = None) -> None:
+        self.release_locks([vm_id], holder, token)
 
-    def release_locks(self, vm_ids: Iterable[str], holder: str) -> None:
-        """Release the locks ``holder`` holds on these VMs; others' locks stay."""
-        statement = sa.delete(vm_device_locks).where(
-            vm_device_locks.c.vm_id.in_(_IDS), vm_device_locks.c.holder == holder
-        )
+    def release_locks(self, vm_ids: Iterable[str], holder: str,
+                      token: str | None = None) -> None:
+        """Release the locks ``holder`` holds on these VMs (with ``token``, when given:
+        then a later taking under the same name stays); others' locks stay."""
+        conditions = [vm_device_locks.c.vm_id.in_(_IDS), vm_device_locks.c.holder == holder]
+        if token is not None:
+            conditions.append(vm_device_locks.c.token == token)
+        statement = sa.delete(vm_device_locks).where(*conditions)
         for chunk in _chunks(vm_ids):
             self._connection.execute(statement, {"ids": chunk})
 

@@ -9,8 +9,9 @@ definitions, so the two cannot drift.
   ``version`` is bumped by every update (an optimistic guard for callers that want one).
 * ``vm_devices``: the device rows (BRIEF section 6), deleted with their VM.
 * ``vm_device_locks``: the devices lock, one row per VM, taken by a conditional
-  UPDATE. No foreign key: a lock may be taken for a VM before it is loaded, and a
-  stale lock row is harmless.
+  UPDATE; each taking writes a fresh ``token``, which the fence checks (docs/worker.md).
+  No foreign key: a lock may be taken for a VM before it is loaded, and a stale lock
+  row is harmless.
 * ``vm_last_xml``: the last Domain XML fetched for a VM (for ``diagnose``). It lives
   in its own table so the ``vms`` rows, which every tick scans per host, stay small.
 """
@@ -105,6 +106,7 @@ vm_device_locks = sa.Table(
     sa.Column("vm_id", sa.String(UUID_LENGTH), primary_key=True),
     sa.Column("holder", sa.Text, nullable=False),
     sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("token", sa.String(32), nullable=False, server_default=""),
 )
 
 vm_last_xml = sa.Table(

@@ -22,7 +22,10 @@ next tick tries again:
 
 While a tick fetches and applies a VM it holds that VM's devices lock, so a hot-plug
 cannot commit a new row between our dump and our apply (and be unplugged by an XML
-read before it, oVirt BZ 1927243).
+read before it, oVirt BZ 1927243). Every transaction that writes a VM checks first,
+in that transaction, that the tick still holds that lock (``monitor.store.fence``):
+a VM whose lock expired or was taken again is left untouched (``skipped[lock-lost]``)
+for the next tick. A long tick renews its locks in its batch transactions.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from monitor.logfields import fields
 from monitor.model.changes import VmChanges
 from monitor.model.domain import ParsedDomain
 from monitor.settings import Limits
-from monitor.store import Store
+from monitor.store import Fence, Store
 from monitor.tick.bookkeeping import Plan, Skip, plan
 from monitor.tick.summary import TickSummary
 
@@ -65,14 +68,27 @@ class TickContext:
     holder: str  # this worker's name in the devices lock
     limits: Limits = field(default_factory=Limits)
     batch_size: int = 50
-    lock_ttl_s: float = 120.0
+    lock_ttl_s: float = 120.0  # a tick renews its locks after a third of it (monotonic)
     emitters: Sequence[MonitoringAdapter] = ()
     clock: Callable[[], datetime] = utc_now
+    monotonic: Callable[[], float] = time.monotonic
     on_tick: Callable[[TickSummary], None] | None = None  # metrics
     logged_once: set[tuple[str, str]] = field(default_factory=set)
-    # Per host: devices locks a tick failing on the DB could not release; that host's
-    # next tick releases them (the VMs it then skips would otherwise stay locked).
-    unreleased: dict[str, set[str]] = field(default_factory=dict)
+    # Per host: devices locks (by token) a tick failing on the DB could not release;
+    # that host's next tick releases them (the VMs it then skips would stay locked).
+    unreleased: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class TickLocks:
+    """The devices locks this tick still holds, and when it last renewed them."""
+
+    fence: Fence
+    held: set[str]
+    renewed_at: float  # the monotonic clock
+
+    def renewal_due(self, context: TickContext) -> bool:
+        return context.monotonic() - self.renewed_at >= context.lock_ttl_s / 3
 
 
 class Fetched(NamedTuple):
@@ -106,24 +122,26 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary) -> Non
         return
     report_time = context.clock()
     summary.polled = len(reports)
-    leftover = context.unreleased.get(host)
+    fence = Fence(context.holder, context.clock)
+    leftover = context.unreleased.get(host, {})
     with context.store.transaction() as tx:
         stored = tx.vms(reports)
-        if leftover:
-            tx.release_locks(leftover, context.holder)
+        for token, vm_ids in leftover.items():
+            tx.release_locks(vm_ids, context.holder, token)
     context.unreleased.pop(host, None)
     decided = plan(host, reports, report_time, stored)
     _log_skips(context, host, decided, reports)
     summary.skipped.update({reason.value: count for reason, count in decided.skipped.items()})
-    _store_statuses(context, decided)
+    _store_statuses(context, fence, decided)
     fault_point("after-plan")
 
-    held = _lock(context, decided.to_fetch, report_time, summary)
+    held = _lock(context, fence, decided.to_fetch, summary)
     if not held:
         return
     # A VM's lock is released in the transaction that applies its XML (or records it as
     # bad); what is left (missing from the dump, failed, host error) is released last.
-    still_held = set(held)
+    locks = TickLocks(fence, set(held), context.monotonic())
+    still_held = locks.held
     db_failed = False
     try:
         try:
@@ -133,20 +151,20 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary) -> Non
             return
         fault_point("after-dump")
         hashes = {d.vm_id: d.hash for d in decided.decisions if d.vm_id in held}
-        good, recorded_bad = _parse(context, host, held, hashes, xmls, report_time, summary)
+        good, recorded_bad = _parse(context, fence, held, hashes, xmls, report_time, summary)
         still_held -= recorded_bad
         for start in range(0, len(good), context.batch_size):
             if start:
                 fault_point("between-batches")
             batch = good[start:start + context.batch_size]
-            still_held -= _apply_batch(context, batch, report_time, summary)
+            still_held -= _apply_batch(context, locks, batch, report_time, summary)
         fault_point("before-unlock")
     except StoreError:  # the DB is unavailable: the worker logs that once and backs off
         db_failed = True
         raise
     finally:
         if still_held:
-            _unlock(context, host, still_held, quiet=db_failed)
+            _unlock(context, fence, host, still_held, quiet=db_failed)
 
 
 def _host_failed(summary: TickSummary, error: HostError, action: str) -> None:
@@ -203,11 +221,12 @@ def _log_skips(context: TickContext, host: str, decided: Plan, reports) -> None:
                             extra=fields(host=host, vm=decision.vm_id))
 
 
-def _store_statuses(context: TickContext, decided: Plan) -> None:
+def _store_statuses(context: TickContext, fence: Fence, decided: Plan) -> None:
     changes = [d for d in decided.status_changes if d.status is not None]
     if not changes:
         return
     with context.store.transaction() as tx:
+        fence.check(tx)  # statuses are host-wide: no devices lock of their own
         for decision in changes:
             tx.set_status(decision.vm_id, decision.status, host=decision.host)
     for decision in changes:
@@ -216,12 +235,12 @@ def _store_statuses(context: TickContext, decided: Plan) -> None:
                      extra=fields(host=decision.host, vm=decision.vm_id))
 
 
-def _lock(context: TickContext, vm_ids: Sequence[str], now: datetime,
-          summary: TickSummary) -> set[str]:
+def _lock(context: TickContext, fence: Fence, vm_ids: Sequence[str],
+          summary: TickSummary) -> frozenset[str]:
     if not vm_ids:
-        return set()
+        return frozenset()
     with context.store.transaction() as tx:
-        held = tx.try_lock_many(vm_ids, context.holder, now, context.lock_ttl_s)
+        held = fence.take(tx, vm_ids, context.lock_ttl_s)
     busy = len(vm_ids) - len(held)
     if busy:
         summary.skipped["locked"] += busy
@@ -231,7 +250,8 @@ def _lock(context: TickContext, vm_ids: Sequence[str], now: datetime,
     return held
 
 
-def _unlock(context: TickContext, host: str, held: set[str], quiet: bool = False) -> None:
+def _unlock(context: TickContext, fence: Fence, host: str, held: set[str],
+            quiet: bool = False) -> None:
     """Release our devices locks; if the DB fails, this host's next tick releases them.
 
     ``quiet`` when the tick is already failing on the DB: that failure is the one line
@@ -239,17 +259,19 @@ def _unlock(context: TickContext, host: str, held: set[str], quiet: bool = False
     """
     try:
         with context.store.transaction() as tx:
-            tx.release_locks(held, context.holder)
+            fence.release(tx, held)
     except StoreError as error:
-        context.unreleased.setdefault(host, set()).update(held)
+        context.unreleased.setdefault(host, {}).setdefault(fence.token, set()).update(held)
         log.log(logging.INFO if quiet else logging.WARNING,
                 "could not release devices locks: %s", error)
 
 
-def _parse(context: TickContext, host: str, held: set[str], hashes: dict[str, str | None],
-           xmls: dict[str, bytes], report_time: datetime,
+def _parse(context: TickContext, fence: Fence, held: frozenset[str],
+           hashes: dict[str, str | None], xmls: dict[str, bytes], report_time: datetime,
            summary: TickSummary) -> tuple[list[Fetched], set[str]]:
-    """The usable documents, and the VMs whose bad XML was recorded (their locks released)."""
+    """The usable documents, and the VMs whose locks are done with: bad XML recorded
+    (their locks released), or locks lost."""
+    host = summary.host
     good: list[Fetched] = []
     bad: list[tuple[str, str | None, bytes, str]] = []
     if not isinstance(xmls, Mapping):
@@ -270,17 +292,32 @@ def _parse(context: TickContext, host: str, held: set[str], hashes: dict[str, st
             bad.append((vm_id, hashes[vm_id], xml, parsed))
         else:
             good.append(Fetched(vm_id, hashes[vm_id], xml, parsed))
-    if bad:
-        summary.errors["xml"] += len(bad)
-        with context.store.transaction() as tx:
-            for vm_id, bad_hash, xml, message in bad:
+    if not bad:
+        return good, set()
+    bad_ids = [vm_id for vm_id, *_ in bad]
+    with context.store.transaction() as tx:
+        tx.lock_vms(bad_ids)  # the order of an apply: the VMs' rows, then their locks
+        kept = fence.check(tx, bad_ids)
+        for vm_id, bad_hash, xml, message in bad:
+            if vm_id in kept:
                 tx.record_error(vm_id, bad_hash, message)
                 tx.save_last_xml(vm_id, xml, report_time)
-            tx.release_locks([vm_id for vm_id, *_ in bad], context.holder)
-        for vm_id, bad_hash, _xml, message in bad:
+        fence.release(tx, kept)
+    _lost_locks(summary, set(bad_ids) - kept)
+    summary.errors["xml"] += len(kept)
+    for vm_id, bad_hash, _xml, message in bad:
+        if vm_id in kept:
             log.warning("unusable XML, not fetched again until its hash changes: %s", message,
                         extra=fields(host=host, vm=vm_id, kind="xml"))
-    return good, {vm_id for vm_id, *_ in bad}
+    return good, set(bad_ids)
+
+
+def _lost_locks(summary: TickSummary, lost: set[str]) -> None:
+    """VMs whose devices lock this tick no longer held when it came to write them."""
+    summary.skipped["lock-lost"] += len(lost)
+    for vm_id in sorted(lost):
+        log.info("devices lock lost before the apply (expired or taken again): VM left "
+                 "untouched, retried next tick", extra=fields(host=summary.host, vm=vm_id))
 
 
 def _read(context: TickContext, vm_id: str, xml) -> tuple[bytes, ParsedDomain | str]:
@@ -311,11 +348,12 @@ def _log_unasked(context: TickContext, host: str, held: set[str], xmls: Mapping,
                         extra=fields(host=host, vm=vm_id[:80], kind="unasked"))
 
 
-def _apply_batch(context: TickContext, batch: Sequence[Fetched], report_time: datetime,
-                 summary: TickSummary) -> set[str]:
-    """Apply a batch in one transaction; the ids whose locks that transaction released."""
+def _apply_batch(context: TickContext, locks: TickLocks, batch: Sequence[Fetched],
+                 report_time: datetime, summary: TickSummary) -> set[str]:
+    """Apply a batch in one transaction; the ids whose locks are done with (released by
+    that transaction, or lost before it)."""
     try:
-        applied = _apply(context, batch, report_time)
+        applied, lost = _apply(context, locks, batch, report_time)
     except StoreError as error:
         if error.unavailable:
             raise  # VM by VM would fail alike: the whole tick is retried after a backoff
@@ -328,8 +366,9 @@ def _apply_batch(context: TickContext, batch: Sequence[Fetched], report_time: da
                  extra=fields(host=summary.host, kind="db"))
         released: set[str] = set()
         for one in batch:
-            released |= _apply_batch(context, [one], report_time, summary)
+            released |= _apply_batch(context, locks, [one], report_time, summary)
         return released
+    _lost_locks(summary, lost)
     for converted, changes in applied:
         _count(context, summary, converted, changes)
         for emitter in context.emitters:
@@ -338,12 +377,16 @@ def _apply_batch(context: TickContext, batch: Sequence[Fetched], report_time: da
     return {item.vm_id for item in batch}
 
 
-def _apply(context: TickContext, batch: Sequence[Fetched],
-           report_time: datetime) -> list[tuple[ConvertedVm, VmChanges]]:
+def _apply(context: TickContext, locks: TickLocks, batch: Sequence[Fetched],
+           report_time: datetime) -> tuple[list[tuple[ConvertedVm, VmChanges]], set[str]]:
+    """One transaction: the VMs applied (with their changes), and those whose lock was lost."""
+    fence = locks.fence
     with context.store.transaction() as tx:
         vm_ids = [item.vm_id for item in batch]
         tx.lock_vms(vm_ids)  # a concurrent apply of these VMs commits before we read
-        rows = tx.rows(vm_ids)
+        kept = fence.check(tx, vm_ids)
+        batch = [item for item in batch if item.vm_id in kept]
+        rows = tx.rows(kept)
         items = [
             Correlated(convert(item.vm_id, item.parsed, rows[item.vm_id]),
                        rows[item.vm_id], item.hash, report_time)
@@ -351,10 +394,16 @@ def _apply(context: TickContext, batch: Sequence[Fetched],
         ]
         changes = apply_correlated(tx, items)
         tx.save_last_xmls([(item.vm_id, item.xml) for item in batch], report_time)
-        tx.release_locks(vm_ids, context.holder)  # applied: a device command may go on
+        fence.release(tx, kept)  # applied: a device command may go on
+        renewed = locks.renewal_due(context)
+        if renewed:
+            fence.renew(tx, locks.held - set(vm_ids), context.lock_ttl_s)
         fault_point("in-batch")
-    return [(item.converted, changes[item.converted.vm_id])
-            for item in items if item.converted.vm_id in changes]
+    if renewed:
+        locks.renewed_at = context.monotonic()
+    applied = [(item.converted, changes[item.converted.vm_id])
+               for item in items if item.converted.vm_id in changes]
+    return applied, set(vm_ids) - kept
 
 
 def _count(context: TickContext, summary: TickSummary, converted: ConvertedVm,

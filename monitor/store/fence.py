@@ -1,0 +1,61 @@
+"""The fence: what a tick must still hold for its writes to land, checked inside the
+transaction that writes them (docs/worker.md, "The fence").
+
+A tick takes its VMs' devices locks with a token of its own (``Fence.take``); every
+transaction of the tick that writes a VM first asks ``Fence.check`` which of those VMs
+it still holds: same holder, same token, unexpired by the database's clock. A VM whose
+lock expired, or was taken again by anyone (a device command, another tick under the
+same worker name), is not written: its hash stays, and the next tick redoes it. The
+rows found stay locked until the commit (PostgreSQL ``FOR UPDATE``; SQLite holds the
+whole database), so no one takes them between the check and the commit.
+
+One object carries everything a tick must still hold, so a later check (a host lease:
+host, owner, epoch) joins ``check`` and every fenced transaction gets it at once.
+Releasing one's own locks is never fenced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from monitor.store.repository import Tx, new_token
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """One tick's claim on its devices locks; pass it into each transaction that writes."""
+
+    holder: str  # the worker's name in the devices lock
+    process_utc: Callable[[], datetime]  # the database's clock on SQLite, which has none
+    token: str = field(default_factory=new_token)  # fresh for each tick's taking
+
+    def now(self, tx: Tx) -> datetime:
+        """The database's clock, read in ``tx``."""
+        return tx.now(self.process_utc)
+
+    def check(self, tx: Tx, vm_ids: Iterable[str] = ()) -> frozenset[str]:
+        """Before ``tx`` writes: the VMs of ``vm_ids`` this tick still holds.
+
+        Call it first in every transaction that writes for the tick, with the VMs that
+        transaction is about to write (none for a host-wide write such as statuses);
+        write only the VMs it returns.
+        """
+        vm_ids = list(vm_ids)
+        if not vm_ids:
+            return frozenset()
+        return frozenset(tx.locks_held(vm_ids, self.holder, self.token, self.now(tx)))
+
+    def take(self, tx: Tx, vm_ids: Iterable[str], ttl_s: float) -> frozenset[str]:
+        """Try the devices locks of ``vm_ids`` with this fence's token: the VMs taken."""
+        self.check(tx)
+        return frozenset(tx.try_lock_many(vm_ids, self.holder, self.now(tx), ttl_s, self.token))
+
+    def renew(self, tx: Tx, vm_ids: Iterable[str], ttl_s: float) -> int:
+        """Extend the locks still held to ``ttl_s`` from now; a lost lock stays lost."""
+        return tx.renew_locks(vm_ids, self.holder, self.token, self.now(tx), ttl_s)
+
+    def release(self, tx: Tx, vm_ids: Iterable[str]) -> None:
+        """Release this tick's locks (never fenced; a later taking of the lock stays)."""
+        tx.release_locks(vm_ids, self.holder, self.token)
