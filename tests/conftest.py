@@ -1,9 +1,10 @@
 """Shared test fixtures: the corpus, and databases on SQLite and PostgreSQL.
 
-Where ``../shared/corpus`` or the PostgreSQL server is missing, the tests that need
-them skip with a reason; ``.ci/run`` sets MONITOR_REQUIRE_CORPUS=1,
-MONITOR_REQUIRE_POSTGRES=1, MONITOR_REQUIRE_LIBVIRT=1 and MONITOR_REQUIRE_INDEX=1 (the
-package index, for scripts/run on a fresh clone), which turn those skips into failures.
+Where ``../shared/corpus``, the PostgreSQL server, libvirt or a libvirt daemon with
+QEMU is missing, the tests that need them skip with a reason; ``.ci/run`` sets
+MONITOR_REQUIRE_CORPUS=1, MONITOR_REQUIRE_POSTGRES=1, MONITOR_REQUIRE_LIBVIRT=1,
+MONITOR_REQUIRE_INDEX=1 (the package index, for scripts/run on a fresh clone) and
+MONITOR_REQUIRE_QEMU=1, which turn those skips into failures.
 """
 
 from __future__ import annotations
@@ -98,6 +99,21 @@ def libvirt_module():
     except libvirt.libvirtError as error:
         missing(f"libvirt's test driver does not open: {error}", "MONITOR_REQUIRE_LIBVIRT")
     return libvirt
+
+
+@pytest.fixture(scope="session")
+def qemu_host(libvirt_module):
+    """A libvirt daemon with QEMU, a guest to boot, device events (tests/qemu_host.py);
+    or a skip (a failure in CI). Whatever the run made is removed at the end."""
+    from qemu_host import QemuUnavailable, start_qemu_host
+
+    try:
+        host = start_qemu_host(libvirt_module)
+    except QemuUnavailable as error:
+        missing(f"needs a libvirt daemon with QEMU: {error}", "MONITOR_REQUIRE_QEMU")
+    yield host
+    problems = host.close()
+    assert not problems, f"the real-QEMU host left things behind: {problems}"
 
 
 @pytest.fixture(scope="session")

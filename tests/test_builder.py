@@ -392,6 +392,11 @@ def test_nic_without_mac_gets_a_stable_one_from_its_id():
         pytest.param({}, "devices/emulator", "/usr/bin/qemu-system-x86_64", id="emulator"),
         pytest.param({"max_vcpus": 8, "cpu_cores": 2}, "cpu/topology@sockets", "4", id="sockets"),
         pytest.param({"domain_type": "qemu"}, "@type", "qemu", id="domain-type"),
+        pytest.param({"kernel": "/k/vmlinuz"}, "os/kernel", "/k/vmlinuz", id="kernel"),
+        pytest.param({"kernel": "/k", "initrd": "/k/initrd.gz"}, "os/initrd", "/k/initrd.gz",
+                     id="initrd"),
+        pytest.param({"kernel": "/k", "cmdline": "console=ttyS0"}, "os/cmdline",
+                     "console=ttyS0", id="cmdline"),
     ],
 )
 def test_vm_definition_defaults(definition, path, expected):
@@ -400,6 +405,14 @@ def test_vm_definition_defaults(definition, path, expected):
     element_path, _, attribute = path.partition("@")
     element = root.find(element_path) if element_path else root
     assert (element.get(attribute) if attribute else element.text) == expected
+
+
+def test_direct_kernel_boot_follows_the_os_type_in_libvirts_order():
+    vm = VmBuilder("direct", kernel="/k/vmlinuz", initrd="/k/initrd.gz", cmdline="quiet")
+    os_element = etree.fromstring(build_domain_xml(vm.vm, vm.rows)).find("os")
+    assert [child.tag for child in os_element] == ["type", "kernel", "initrd", "cmdline"]
+    plain = etree.fromstring(build_domain_xml(VmBuilder("plain").vm, [])).find("os")
+    assert [child.tag for child in plain] == ["type"]
 
 
 def test_dimms_add_to_memory_and_need_a_ceiling_with_slots():
@@ -449,6 +462,10 @@ def _bad(change):
         pytest.param(_bad(lambda vm: (vm.vm.definition.update(max_memory_mib=1024),
                                       vm.add("memory", "memory", "d", spec_params={"size": 512}))),
                      "max_memory_mib", id="ceiling-below-memory"),
+        pytest.param(_bad(lambda vm: vm.vm.definition.update(initrd="/k/initrd.gz")),
+                     "need a kernel", id="initrd-without-kernel"),
+        pytest.param(_bad(lambda vm: vm.vm.definition.update(kernel="")),
+                     "kernel must be", id="kernel-empty"),
         pytest.param(_bad(lambda vm: vm.vm.definition.update(metadata={"a": [1]})),
                      "definition.metadata", id="metadata-value-not-scalar"),
         pytest.param(_bad(lambda vm: vm.vm.definition.update(custom_properties={"a b": "1"})),

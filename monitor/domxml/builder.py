@@ -89,6 +89,10 @@ def operating_system(plan: DomainPlan) -> Sequence[Element]:
     definition = plan.definition
     element = etree.Element("os")
     _sub(element, "type", definition.os_type, arch=definition.arch, machine=definition.machine)
+    for tag in ("kernel", "initrd", "cmdline"):  # direct kernel boot, in libvirt's order
+        value = getattr(definition, tag)
+        if value is not None:
+            _sub(element, tag, value)
     return (element,)
 
 

@@ -46,6 +46,9 @@ class VmDefinition:
     arch: str = "x86_64"
     os_type: str = "hvm"
     emulator: str = DEFAULT_EMULATOR
+    kernel: str | None = None  # direct kernel boot: host paths, and the kernel's command line
+    initrd: str | None = None
+    cmdline: str | None = None
     custom_properties: dict[str, Scalar] = field(default_factory=dict)
     metadata: dict[str, Scalar] = field(default_factory=dict)
     qos: dict[str, Scalar] = field(default_factory=dict)
@@ -65,6 +68,9 @@ class VmDefinition:
         max_vcpus = read.integer("max_vcpus", vcpus)
         if max_vcpus < vcpus:
             raise DefinitionError(f"VM {vm.id}: max_vcpus {max_vcpus} < vcpus {vcpus}")
+        kernel = read.text("kernel", None)
+        if kernel is None and ("initrd" in raw or "cmdline" in raw):
+            raise DefinitionError(f"VM {vm.id}: definition.initrd and cmdline need a kernel")
         return cls(
             vm_id=vm.id,
             name=vm.name,
@@ -81,6 +87,9 @@ class VmDefinition:
             arch=read.text("arch", "x86_64"),
             os_type=read.text("os_type", "hvm"),
             emulator=read.text("emulator", DEFAULT_EMULATOR),
+            kernel=kernel,
+            initrd=read.text("initrd", None),
+            cmdline=read.text("cmdline", None),
             custom_properties=read.scalars("custom_properties"),
             metadata=_metadata_values(read.scalars("metadata"), memory),
             qos=read.scalars("qos"),
