@@ -358,9 +358,10 @@ class QemuHost:
             if not domain.name().startswith(self.prefix):
                 continue
             try:
+                persistent = domain.isPersistent()  # a transient one is gone once destroyed
                 if domain.isActive():
                     domain.destroy()
-                if domain.isPersistent():
+                if persistent:
                     domain.undefine()
             except self.libvirt.libvirtError as error:
                 problems.append(f"removing domain {domain.name()}: {error}")
