@@ -51,6 +51,7 @@ from monitor.model.domain import ParsedDomain
 from monitor.settings import Limits
 from monitor.store import Fence, Store
 from monitor.tick.bookkeeping import Plan, Skip, plan
+from monitor.tick.logged_once import LoggedOnce, device_identity
 from monitor.tick.summary import TickSummary
 
 log = logging.getLogger("monitor.tick")
@@ -73,7 +74,7 @@ class TickContext:
     clock: Callable[[], datetime] = utc_now
     monotonic: Callable[[], float] = time.monotonic
     on_tick: Callable[[TickSummary], None] | None = None  # metrics
-    logged_once: set[tuple[str, str]] = field(default_factory=set)
+    logged_once: LoggedOnce = field(default_factory=LoggedOnce)
     # Per host: devices locks (by token) a tick failing on the DB could not release;
     # that host's next tick releases them (the VMs it then skips would stay locked).
     unreleased: dict[str, dict[str, set[str]]] = field(default_factory=dict)
@@ -183,6 +184,7 @@ def _checked_reports(context: TickContext, reports, summary: TickSummary) -> dic
     if not isinstance(reports, Mapping):
         raise HostGarbage(f"host {summary.host}: the poll answered a {type(reports).__name__}, "
                           "not VM reports")
+    context.logged_once.polled(summary.host, map(str, reports))
     good: dict[str, VmReport] = {}
     for vm_id, report in reports.items():
         reason = _bad_report(vm_id, report)
@@ -190,9 +192,7 @@ def _checked_reports(context: TickContext, reports, summary: TickSummary) -> dic
             good[vm_id] = report
             continue
         summary.errors["bad-report"] += 1
-        key = (str(vm_id), "bad-report")
-        if key not in context.logged_once:
-            context.logged_once.add(key)
+        if context.logged_once.first(summary.host, str(vm_id), "bad-report"):
             log.warning("bad report skipped: %s", reason,
                         extra=fields(host=summary.host, vm=str(vm_id)[:80], kind="bad-report"))
     return good
@@ -213,9 +213,7 @@ def _bad_report(vm_id, report) -> str | None:
 def _log_skips(context: TickContext, host: str, decided: Plan, reports) -> None:
     for decision in decided.decisions:
         if decision.skip in (Skip.UNKNOWN_VM, Skip.UNKNOWN_STATUS):
-            key = (decision.vm_id, decision.skip.value)
-            if key not in context.logged_once:
-                context.logged_once.add(key)
+            if context.logged_once.first(host, decision.vm_id, decision.skip.value):
                 log.warning("ignored: %s (status %r)", decision.skip.value,
                             reports[decision.vm_id].status,
                             extra=fields(host=host, vm=decision.vm_id))
@@ -341,9 +339,7 @@ def _log_unasked(context: TickContext, host: str, held: set[str], xmls: Mapping,
     and its lock is not ours. Counted every tick, logged once per VM."""
     for vm_id in sorted(map(str, xmls.keys() - held)):
         summary.errors["unasked"] += 1
-        key = (vm_id, "unasked")
-        if key not in context.logged_once:
-            context.logged_once.add(key)
+        if context.logged_once.first(host, vm_id, "unasked"):
             log.warning("the dump returned a VM it was not asked for: ignored",
                         extra=fields(host=host, vm=vm_id[:80], kind="unasked"))
 
@@ -419,9 +415,8 @@ def _count(context: TickContext, summary: TickSummary, converted: ConvertedVm,
     summary.foreign += len(result.foreign)
     summary.conflicts += len(result.conflicts)
     for device in result.foreign:
-        key = (converted.vm_id, f"foreign:{device.tag}:{device.alias.name}:{device.position}")
-        if key not in context.logged_once:  # counted every tick, logged once
-            context.logged_once.add(key)
+        if context.logged_once.first(summary.host, converted.vm_id,  # counted every tick
+                                     ("foreign", device_identity(device))):
             log.info("foreign device left alone: <%s> %s/%s", device.tag, device.type,
                      device.device, extra=fields(host=summary.host, vm=converted.vm_id,
                                                  alias=device.alias.name or None))
