@@ -107,6 +107,7 @@ def test_table_names_every_figure(capsys):
     code = main(["bench", "--vms", "30", "--hosts", "3", "--runs", "1"])
     out = capsys.readouterr().out
     assert code == 0
+    assert out.splitlines()[0].endswith(", sqlite, one run")  # not "median of 1 runs"
     for label in ("lxml parse", "xmltodict", "parse + correlate", "full tick", "steady tick",
                   "partial tick", "scaling", "peak RSS"):
         assert label in out

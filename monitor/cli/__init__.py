@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # verb not built yet
             raise
         module.register(subparsers)
+    for verb in subparsers.choices.values():  # -v after the verb counts as well as before
+        verb.add_argument("-v", "--verbose", action="count", default=0, dest="verb_verbose",
+                          help="more log output (-vv for debug)")
     return parser
 
 
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    logfields.configure(args.verbose + getattr(args, "default_verbosity", 0))
+    logfields.configure(args.verbose + args.verb_verbose + getattr(args, "default_verbosity", 0))
     try:
         return int(args.func(args) or 0)
     except MonitorError as error:

@@ -138,7 +138,7 @@ def render_table(result: dict[str, Any]) -> str:
     lines = [
         f"monitor bench: {result['vms']} VMs on {result['hosts']} hosts, "
         f"{result['devices']} devices, {mb:.1f} MB of XML, {result['db']}, "
-        f"median of {result['runs']} runs",
+        "one run" if result["runs"] == 1 else f"median of {result['runs']} runs",
         "",
         f"{'':<26}{'seconds':>9}  {'ratio':<22}target",
         _line("lxml parse (the floor)", result["floor_parse_s"], "1", ""),

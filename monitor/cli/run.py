@@ -16,8 +16,9 @@ Without a config file, the worker plays a bundled recording in a loop against th
 default SQLite database (its inventory is loaded on the first run): no libvirt needed,
 and you see ticks reconcile within seconds. Each tick prints one summary line:
 
-  host=HOST polled=N fetched=N applied=N changed=N rows=N matched[rule=N,...]
-  new=N unplugged=N deleted=N foreign=N conflicts=N errors[kind=N,...] time=Nms
+  host=HOST [HOST-ERROR=KIND] polled=N fetched=N applied=N changed=N rows=N
+  matched[rule=N,...] new=N unplugged=N deleted=N foreign=N conflicts=N
+  skipped[reason=N,...] errors[kind=N,...] time=Nms
 
 Configure real hosts in a TOML file (see docs/configuration.md):
 
