@@ -48,15 +48,15 @@ def test_no_guest_names_means_no_mapping():
 
 
 @pytest.mark.parametrize("device, spec_params", [
-    pytest.param(dev("controller", device="pci", controller_index=3,
-                     controller_model="pcie-root-port"),
+    pytest.param(dev("controller", device="pci", index=3,
+                     model="pcie-root-port"),
                  {"index": 3, "model": "pcie-root-port"}, id="controller"),
-    pytest.param(dev("controller", device="ide", controller_index="0x0"), {"index": 0},
+    pytest.param(dev("controller", device="ide", index="0x0"), {"index": 0},
                  id="controller-without-model"),
-    pytest.param(dev("memory", memory_node=1, memory_size_mib=2048), {"node": 1, "size": 2048},
+    pytest.param(dev("memory", node=1, size=2048), {"node": 1, "size": 2048},
                  id="memory"),
-    pytest.param(dev("channel", device="unix", channel_target_type="virtio",
-                     channel_target_name="org.qemu.guest_agent.0"),
+    pytest.param(dev("channel", device="unix", target_type="virtio",
+                     target_name="org.qemu.guest_agent.0"),
                  {"target_type": "virtio", "target_name": "org.qemu.guest_agent.0"},
                  id="channel"),
     pytest.param(dev("redirdev", "redir", "spicevmc", alias="redir0"), {}, id="redir"),
@@ -92,7 +92,7 @@ def test_foreign_and_conflicts_travel_beside_the_list_and_emit_as_json_lines():
 
 
 def test_legacy_list_follows_xml_order():
-    devices = numbered(dev("controller", device="usb", controller_index=0),
+    devices = numbered(dev("controller", device="usb", index=0),
                        dev("disk", alias="ua-" + uid(1)),
                        dev("interface", device="bridge", mac="52:54:00:00:00:01"))
     rows = [row(uid(1), "disk"),

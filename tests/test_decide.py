@@ -149,7 +149,7 @@ def test_dimm_hot_plug_then_unplug():
     disk = row(uid(1), "disk", alias="ua-" + uid(1))
     base = [dev("disk", alias="ua-" + uid(1))]
     dimm = dev("memory", alias="dimm0", address={"type": "dimm", "slot": "0"},
-               memory_node=0, memory_size_mib=1024, position=1)
+               node=0, size=1024, position=1)
     changes, rows = one_pass([disk], numbered(*base, dimm))
     (inserted,) = changes.inserts
     assert (inserted.type, inserted.is_managed, inserted.spec_params) == (
@@ -162,14 +162,14 @@ def _unmanaged_devices(with_alias: bool, slot: str):
     alias = (lambda name: name) if with_alias else (lambda name: "")
     return numbered(
         dev("disk", alias="ua-" + uid(1), address={**PCI_3, "slot": slot}),
-        dev("controller", device="pci", alias=alias("pci.1"), controller_index=1,
-            controller_model="pcie-root-port"),
-        dev("controller", device="pci", alias=alias("pci.2"), controller_index=2,
-            controller_model="pcie-root-port"),
-        dev("channel", device="unix", alias=alias("channel0"), channel_target_type="virtio",
-            channel_target_name="org.qemu.guest_agent.0"),
-        dev("channel", device="spicevmc", alias=alias("channel1"), channel_target_type="virtio",
-            channel_target_name="com.redhat.spice.0"),
+        dev("controller", device="pci", alias=alias("pci.1"), index=1,
+            model="pcie-root-port"),
+        dev("controller", device="pci", alias=alias("pci.2"), index=2,
+            model="pcie-root-port"),
+        dev("channel", device="unix", alias=alias("channel0"), target_type="virtio",
+            target_name="org.qemu.guest_agent.0"),
+        dev("channel", device="spicevmc", alias=alias("channel1"), target_type="virtio",
+            target_name="com.redhat.spice.0"),
         dev("redirdev", "redir", "spicevmc", alias=alias("redir0")),
         dev("redirdev", "redir", "spicevmc", alias=alias("redir1")),
     )

@@ -46,17 +46,16 @@ def garbage_or(*good):
 DEVICE_KEYS = {
     "disk": {"serial": [None, "", IDS[0], IDS[4].upper(), "serial"],
              "source": [None, "", f"/images/{IDS[3]}/v", "/dev/mapper/36", "/"]},
-    "nic": {"mac": [None, *MACS]},
-    "controller": {"controller_index": [None, 0, 1, "0x1", "zz", ""],
-                   "controller_model": [None, "", "pcie-root-port"]},
-    "memory": {"memory_node": [None, 0, "zz"], "memory_size_mib": [None, 512, "513.5KiB", ""]},
-    "channel": {"channel_target_type": [None, "virtio", ""],
-                "channel_target_name": [None, "a", ""]},
-    "video": {"model": [None, "qxl", ""]},
+    "interface": {"mac": [None, *MACS]},
+    "controller": {"index": [None, 0, 1, "0x1", "zz", ""],
+                   "model": [None, "", "pcie-root-port"]},
+    "memory": {"node": [None, 0, "zz"], "size": [None, 512, "513.5KiB", ""]},
+    "channel": {"target_type": [None, "virtio", ""],
+                "target_name": [None, "a", ""]},
 }
 ROW_KEYS = {
     "disk": {"lun_id": ["36"]},
-    "nic": {"mac_address": MACS},
+    "interface": {"mac_address": MACS},
     "controller": {"index": [0, "1", "0x1"], "model": ["pcie-root-port"]},
     "memory": {"node": [0], "size": [512, "512"]},
     "channel": {"target_type": ["virtio"], "target_name": ["a"]},
@@ -73,11 +72,11 @@ def draw_keys(draw, table: dict, kind: str, garbage: bool) -> dict:
 def reported(draw, position: int):
     kind = draw(st.sampled_from(KIND_NAMES))
     tag, type_, device = KINDS[kind]
-    if draw(st.integers(0, 9)) == 0:
-        type_ = draw(st.sampled_from(["disk", "interface", "unknown", ""]))  # a lying tag
+    keys = draw_keys(draw, DEVICE_KEYS, kind, garbage=False)
+    if draw(st.integers(0, 9)) == 0:  # a lying tag: the keys are the type's, none here
+        type_, keys = draw(st.sampled_from(["disk", "interface", "unknown", ""])), {}
     return dev(tag, type_, device, alias=draw(st.sampled_from(ALIASES)),
-               address=draw(st.sampled_from(ADDRESSES)), position=position,
-               **draw_keys(draw, DEVICE_KEYS, kind, garbage=False))
+               address=draw(st.sampled_from(ADDRESSES)), position=position, **keys)
 
 
 @st.composite
@@ -157,6 +156,6 @@ def test_the_generators_reach_the_adversarial_cases():
     devices = [dev("interface", device="bridge", alias="net0", mac=MACS[0], position=0),
                dev("interface", device="bridge", alias="net0", mac=MACS[0], position=1),
                dev("disk", alias="ua-" + IDS[1], position=2),
-               dev("controller", device="pci", controller_index=1, position=3)]
+               dev("controller", device="pci", index=1, position=3)]
     result = match(VM, devices, rows)
     assert [c.rule.value for c in result.conflicts] == ["user-alias", "stored-alias"]

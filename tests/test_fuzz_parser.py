@@ -27,8 +27,8 @@ from lxml import etree
 from monitor.domxml.parser import parse_domain
 from monitor.errors import XmlError
 from monitor.legacy import convert, decide
-from monitor.legacy.converter import new_spec_params
 from monitor.model.domain import ParsedDomain
+from monitor.model.kinds import KINDS_BY_TYPE, stored_spec_params
 from monitor.model.rows import DeviceRow
 from monitor.settings import Limits
 
@@ -79,9 +79,7 @@ def rows_of(original: bytes) -> list[DeviceRow]:
     """Rows a manager could hold for the unmutated document: one per device it reports."""
     rows = []
     for device in parse_domain(original, limits=LIMITS).devices:
-        spec = new_spec_params(device)
-        if device.keys.mac:
-            spec["mac_address"] = device.keys.mac
+        spec = stored_spec_params(KINDS_BY_TYPE.get(device.type), device.keys)
         device_id = device.alias.user_uuid or f"00000000-0000-4000-8000-{device.position:012d}"
         if any(row.device_id == device_id for row in rows):
             continue

@@ -13,7 +13,8 @@ from monitor.matching.stable_id import derive_ids
 from monitor.model import hostaddress
 from monitor.model.address import Address
 from monitor.model.alias import Alias
-from monitor.model.device import NaturalKeys, ReportedDevice
+from monitor.model.device import ReportedDevice
+from monitor.model.kinds import KINDS_BY_TYPE, NO_KEYS
 from monitor.model.rows import DeviceRow
 
 VM = "6f1d3e4a-0000-4000-8000-00000000c0de"
@@ -26,7 +27,13 @@ def uid(n: int) -> str:
 def dev(tag: str, type: str | None = None, device: str | None = None, *, alias: str = "",
         address: dict | None = None, position: int = 0, **keys) -> ReportedDevice:
     return ReportedDevice(tag, type or tag, device or tag, Alias.parse(alias),
-                          Address(address), position, keys=NaturalKeys(**keys))
+                          Address(address), position, keys=_keys(type or tag, keys))
+
+
+def _keys(type_: str, keys: dict):
+    """The kind's natural-key value (model/kinds.py); a type no kind declares has none."""
+    kind = KINDS_BY_TYPE.get(type_)
+    return kind.keys(**keys) if kind is not None else NO_KEYS if not keys else dict(keys)
 
 
 def row(device_id: str, type: str, device: str | None = None, *, alias: str = "",
@@ -77,7 +84,7 @@ CASES = [
             dev("interface", device="bridge", alias="net0", mac="52:54:00:00:00:01"),
             dev("video", device="qxl", alias="video0"),
             dev("memballoon", "balloon", "memballoon", alias="balloon0"),
-            dev("controller", device="usb", alias="usb", controller_index=0),
+            dev("controller", device="usb", alias="usb", index=0),
         ),
         [row(uid(1), "disk", alias="virtio-disk0"),
          row(uid(2), "interface", "bridge", alias="net0"),
@@ -222,11 +229,11 @@ CASES = [
     ),
     pytest.param(
         numbered(
-            dev("controller", device="pci", controller_index=1, controller_model="pcie-root-port"),
-            dev("controller", device="pci", controller_index=2, controller_model="pcie-root-port"),
-            dev("controller", device="usb", controller_index=0, controller_model="qemu-xhci"),
-            dev("controller", device="virtio-scsi", controller_index=0,
-                controller_model="virtio-scsi"),
+            dev("controller", device="pci", index=1, model="pcie-root-port"),
+            dev("controller", device="pci", index=2, model="pcie-root-port"),
+            dev("controller", device="usb", index=0, model="qemu-xhci"),
+            dev("controller", device="virtio-scsi", index=0,
+                model="virtio-scsi"),
         ),
         [row(uid(1), "controller", "pci", spec={"index": 2, "model": "pcie-root-port"}),
          row(uid(2), "controller", "pci", spec={"index": "0x1", "model": "pcie-root-port"}),
@@ -293,9 +300,9 @@ CASES = [
     pytest.param(
         numbered(dev("emulator"), dev("input", device="mouse", alias="input0"),
                  dev("redirdev", "redir", "spicevmc", alias="redir0"),
-                 dev("channel", device="unix", channel_target_type="virtio",
-                     channel_target_name="org.qemu.guest_agent.0"),
-                 dev("memory", device="memory", memory_node=0, memory_size_mib=1024),
+                 dev("channel", device="unix", target_type="virtio",
+                     target_name="org.qemu.guest_agent.0"),
+                 dev("memory", device="memory", node=0, size=1024),
                  dev("rng", device="virtio"), dev("mystery-tag")),
         [],
         {0: ("foreign", None), 1: ("foreign", None), 2: ("new-unmanaged", None),
@@ -335,7 +342,7 @@ def test_stable_id_finds_a_row_created_from_a_device_without_alias_or_key():
 
 
 def test_derived_ids_tell_identical_devices_apart_by_position_not_input_order():
-    devices = numbered(*(dev("memory", memory_node=0, memory_size_mib=512) for _ in range(3)))
+    devices = numbered(*(dev("memory", node=0, size=512) for _ in range(3)))
     forward = derive_ids(VM, devices)
     backward = derive_ids(VM, list(reversed(devices)))
     assert forward == backward
@@ -343,7 +350,7 @@ def test_derived_ids_tell_identical_devices_apart_by_position_not_input_order():
 
 
 def test_derived_id_skips_ids_of_rows_already_decided():
-    device = dev("memory", memory_node=0, memory_size_mib=512)
+    device = dev("memory", node=0, size=512)
     plain = derive_ids(VM, [device])[device]
     assert derive_ids(VM, [device], taken={plain})[device] != plain
 

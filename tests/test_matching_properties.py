@@ -16,24 +16,14 @@ from monitor.matching import match
 from monitor.matching.policy import SINGLETON_KINDS
 from monitor.model import hostaddress
 from monitor.model.domain import EMPTY_METADATA, ParsedDomain
+from monitor.model.kinds import KINDS as TABLE
 from test_decide import apply_in_memory
 from test_matching import VM, dev, row, uid
 
-# kind -> (tag, type, device) for devices, (type, device) for rows
-KINDS = {
-    "disk": ("disk", "disk", "disk"),
-    "nic": ("interface", "interface", "bridge"),
-    "controller": ("controller", "controller", "pci"),
-    "channel": ("channel", "channel", "unix"),
-    "redir": ("redirdev", "redir", "spicevmc"),
-    "memory": ("memory", "memory", "memory"),
-    "hostdev": ("hostdev", "hostdev", "pci"),
-    "video": ("video", "video", "qxl"),
-    "graphics": ("graphics", "graphics", "spice"),
-    "balloon": ("memballoon", "balloon", "memballoon"),
-    "input": ("input", "input", "tablet"),
-    "emulator": ("emulator", "emulator", "emulator"),
-}
+# type -> (tag, type, device), from the kinds table (model/kinds.py), plus a tag no
+# kind declares; for rows (type, device).
+KINDS = {kind.type: (kind.tag, kind.type, kind.devices[0]) for kind in TABLE}
+KINDS["emulator"] = ("emulator", "emulator", "emulator")
 IDS = [uid(n) for n in range(1, 9)]
 ALIASES = ["", "", "ua-" + IDS[0], "ua-" + IDS[1], "ua-" + IDS[2], "net0", "x1"]
 ADDRESSES = [None, None, {"type": "pci", "slot": "0x01"}, {"type": "pci", "slot": "2"}]
@@ -51,15 +41,15 @@ def reported(draw, position: int):
     if kind == "disk":
         keys = {"serial": draw(st.sampled_from([None, *IDS[:3]])),
                 "source": draw(st.sampled_from([None, f"/images/{IDS[3]}/v", "/dev/mapper/36"]))}
-    elif kind == "nic":
+    elif kind == "interface":
         keys = {"mac": draw(st.sampled_from(MACS))}
     elif kind == "controller":
-        keys = {"controller_index": draw(small), "controller_model": "pcie-root-port"}
+        keys = {"index": draw(small), "model": "pcie-root-port"}
     elif kind == "channel":
-        keys = {"channel_target_type": "virtio",
-                "channel_target_name": draw(st.sampled_from(["a", "b"]))}
+        keys = {"target_type": "virtio",
+                "target_name": draw(st.sampled_from(["a", "b"]))}
     elif kind == "memory":
-        keys = {"memory_node": 0, "memory_size_mib": draw(st.sampled_from([512, 1024]))}
+        keys = {"node": 0, "size": draw(st.sampled_from([512, 1024]))}
     elif kind == "hostdev":
         keys = {"host_address": hostaddress.parse_node_device_name(
             draw(st.sampled_from(HOSTDEVS)))}
@@ -92,7 +82,7 @@ def stored(draw, device_id: str):
     spec = {}
     if kind == "disk":
         spec = draw(st.sampled_from([{}, {"lun_id": "36"}]))
-    elif kind == "nic":
+    elif kind == "interface":
         spec = {"mac_address": draw(st.sampled_from([m.upper() for m in MACS]))}
     elif kind == "controller":
         spec = {"index": draw(small), "model": "pcie-root-port"}

@@ -21,9 +21,9 @@ from monitor.domxml import parse_domain
 from monitor.errors import HostError, XmlError
 from monitor.hosts.fixture_writer import FixtureWriter
 from monitor.hosts.source import HostSource, VmReport
-from monitor.legacy.converter import new_spec_params
 from monitor.logfields import fields
 from monitor.model.domain import ParsedDomain
+from monitor.model.kinds import KINDS_BY_TYPE, stored_values
 from monitor.model.rows import DeviceRow, VmRecord
 from monitor.store import Store
 from monitor.store.inventory import build_document
@@ -118,21 +118,12 @@ def _inventory(host: str, first_xml: dict[str, bytes], last: dict[str, VmReport]
 def managed_rows_from(vm_id: str, parsed: ParsedDomain) -> list[DeviceRow]:
     """One managed, plugged row per device with a user alias; no address or alias yet,
     and the spec params run-VM needs to write the device again (docs/run-vm.md)."""
-    return [
-        DeviceRow(device_id=device.alias.user_uuid, vm_id=vm_id, type=device.type,
-                  device=device.device, spec_params=_spec_params(device),
-                  is_readonly=device.keys.readonly)
-        for device in parsed.devices
-        if device.alias.user_uuid is not None
-    ]
-
-
-def _spec_params(device) -> dict:
-    keys = device.keys
-    spec = new_spec_params(device)
-    if device.type == "interface" and keys.mac:
-        spec["mac_address"] = keys.mac
-    if device.type == "disk":
-        spec.update({k: v for k, v in (("bus", keys.target_bus), ("target_dev", keys.target_dev),
-                                        ("path", keys.source)) if v})
-    return spec
+    rows = []
+    for device in parsed.devices:
+        if device.alias.user_uuid is None:
+            continue
+        spec, columns = stored_values(KINDS_BY_TYPE.get(device.type), device.keys)
+        rows.append(DeviceRow(device_id=device.alias.user_uuid, vm_id=vm_id, type=device.type,
+                              device=device.device, spec_params=spec,
+                              is_readonly=columns.get("is_readonly", False)))
+    return rows

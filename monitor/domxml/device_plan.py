@@ -21,37 +21,16 @@ from typing import NamedTuple
 from monitor.errors import DefinitionError
 from monitor.model.alias import NO_ALIAS, Alias
 from monitor.model.ids import normalize_number
+from monitor.model.kinds import KINDS, kinds_with
 from monitor.model.rows import DeviceRow
 from monitor.domxml.vm_definition import VmDefinition
 
-# The order of kinds inside <devices>: controllers first (the buses the rest sit on).
-KIND_ORDER = (
-    "controller",
-    "disk",
-    "interface",
-    "hostdev",
-    "mdev",
-    "input",
-    "channel",
-    "console",
-    "graphics",
-    "video",
-    "sound",
-    "smartcard",
-    "redir",
-    "rng",
-    "watchdog",
-    "tpm",
-    "panic",
-    "balloon",
-    "memory",
-    "lease",
-)
+# The order of kinds inside <devices>, and the kinds libvirt's schema (domaincommon.rng)
+# allows no <alias> in (found again by the singleton rule, graphics by type, or not at
+# all): both from the kinds table (monitor/model/kinds.py).
+KIND_ORDER = tuple(kind.type for kind in KINDS)
 _KIND_RANK = {kind: rank for rank, kind in enumerate(KIND_ORDER)}
-
-# libvirt's schema (domaincommon.rng) allows no <alias> in these elements; they are
-# found again by the singleton rule (graphics by type, one smartcard) or not at all.
-NO_ALIAS_KINDS = frozenset({"graphics", "lease", "smartcard"})
+NO_ALIAS_KINDS = kinds_with(lambda kind: not kind.user_alias)
 
 # Target dev prefix of a disk by its bus.
 DISK_PREFIX = {"virtio": "vd", "scsi": "sd", "sata": "sd", "usb": "sd", "ide": "hd",

@@ -1,126 +1,225 @@
-"""oVirt's type/device vocabulary (BRIEF section 6), as one table per rule.
+"""The kinds table (monitor/model/kinds.py) compiled to lxml readers, once, at import.
 
-A device's ``type``/``device`` pair is what a DB row stores, so this table decides
-which row kind an XML element can ever match. Unknown tags are kept, named after
-themselves, so nothing libvirt reports is dropped.
-
-The kinds named "the tag / the model or @type, else the tag" in the brief read
-exactly one attribute each, listed in ``_BY_ATTRIBUTE``:
-
-========== ======== =========================================
-tag        type     device
-========== ======== =========================================
-graphics   graphics ``@type`` (vnc, spice, ...)
-channel    channel  ``@type`` (unix, spicevmc, ...)
-redirdev   redir    ``@type`` (spicevmc, tcp)
-rng        rng      ``@model`` (virtio)
-watchdog   watchdog ``@model`` (i6300esb, ib700, itco, diag288)
-sound      sound    ``@model`` (ich6, ich9, ac97, ...)
-smartcard  smartcard ``@mode`` (passthrough, host, host-certificates)
-console    console  ``@type`` (pty, unix, ...)
-tpm        tpm      ``@model`` (tpm-tis, tpm-crb, ...)
-panic      panic    ``@model`` (isa, pseries, hyperv, ...)
-========== ======== =========================================
-
-When that attribute is absent the device is the tag itself.
+For every tag the table declares, one ``TagReader`` gives a device element's kind and
+``device`` (oVirt's vocabulary, docs/architecture.md "Device kinds") and a loader of
+its natural key; every path becomes a ``get``/``find`` closure, never an XPath per
+property. Unknown tags are kept, named after themselves, so nothing libvirt reports
+is dropped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-# tag -> (type, the attribute holding the device)
-_BY_ATTRIBUTE: dict[str, tuple[str, str]] = {
-    "graphics": ("graphics", "type"),
-    "channel": ("channel", "type"),
-    "redirdev": ("redir", "type"),
-    "rng": ("rng", "model"),
-    "watchdog": ("watchdog", "model"),
-    "sound": ("sound", "model"),
-    "smartcard": ("smartcard", "mode"),
-    "console": ("console", "type"),
-    "tpm": ("tpm", "model"),
-    "panic": ("panic", "model"),
-}
+from monitor.model import hostaddress
+from monitor.model.hostaddress import HostAddress
+from monitor.model.ids import normalize_mac, normalize_number
+from monitor.model.kinds import KINDS, NO_KEYS, Field, Kind, Norm
 
-# Kinds the singleton rule matches by "model" (BRIEF section 3), and where it is read.
-SINGLETON_TAGS = frozenset(
-    ("memballoon", "rng", "watchdog", "tpm", "sound", "smartcard", "console", "panic",
-     "video", "graphics")
-)
+Read = Callable[[Any], Any]
 
 
-def _disk(element) -> tuple[str, str]:
-    return "disk", element.get("device") or "disk"
+def compile_path(path: str) -> Read:
+    """``@a`` / ``x/y`` (text) / ``x/@a`` / ``x/@a|@b`` -> element -> str | None."""
+    where, _, attribute = path.partition("@")
+    where = where.rstrip("/")
+    if not attribute:
+        return lambda element: element.findtext(where)
+    names = tuple(name.lstrip("@") for name in attribute.split("|"))
+    if len(names) == 1:
+        name = names[0]
+        if not where:
+            return lambda element: element.get(name)
+
+        def child_attribute(element):
+            child = element.find(where)
+            return child.get(name) if child is not None else None
+        return child_attribute
+
+    def first_attribute(element):
+        child = element.find(where) if where else element
+        if child is None:
+            return None
+        return next((value for value in map(child.get, names) if value), None)
+    return first_attribute
 
 
-def _interface(element) -> tuple[str, str]:
-    return "interface", "hostdev" if element.get("type") == "hostdev" else "bridge"
+# --- normalizations ------------------------------------------------------------------
 
 
-def _controller(element) -> tuple[str, str]:
-    if element.get("model") == "virtio-scsi":
-        return "controller", "virtio-scsi"
-    return "controller", element.get("type") or "controller"
+def _mac(text: str | None) -> str | None:
+    return normalize_mac(text) or text
 
 
-def _video(element) -> tuple[str, str]:
-    return "video", video_model(element) or "video"
+def _stripped(text: str | None) -> str | None:
+    return text.strip() if text else None
 
 
-def _hostdev(element) -> tuple[str, str]:
+# libvirt's scaled units (virScaleInteger): "KB" is 1000, "KiB" and "k" are 1024.
+_UNIT_BYTES = {"b": 1, "bytes": 1}
+for _power, _letter in enumerate("kmgtpe", start=1):
+    _UNIT_BYTES[_letter] = _UNIT_BYTES[_letter + "ib"] = 1024**_power
+    _UNIT_BYTES[_letter + "b"] = 1000**_power
+_MIB = 1024 * 1024
+
+
+def size_in_mib(text: str | None, unit: str | None) -> int | str | None:
+    """A libvirt size in whole MiB (unit KiB when absent); what does not fit stays text.
+
+    A size that is not a whole number of MiB stays text too: a DIMM row stores whole
+    MiB, so rounding would make two different sizes look equal.
+    """
+    if text is None:
+        return None
+    number = normalize_number(text)
+    factor = _UNIT_BYTES.get((unit or "KiB").strip().lower())
+    if not isinstance(number, int) or factor is None:
+        return text
+    size_bytes = number * factor
+    return size_bytes // _MIB if size_bytes % _MIB == 0 else text
+
+
+def _pci_source(address) -> HostAddress | None:
+    if address is None:
+        return None
+    return hostaddress.pci(
+        address.get("domain"), address.get("bus"), address.get("slot"), address.get("function")
+    )
+
+
+def _scsi_source(source) -> HostAddress | None:
+    adapter = source.find("adapter")
+    address = source.find("address")
+    if adapter is None or address is None:
+        return None  # iSCSI hostdevs name a remote target, not a host adapter
+    host = (adapter.get("name") or "").removeprefix("scsi_host")
+    return hostaddress.scsi(host, address.get("bus"), address.get("target"), address.get("unit"))
+
+
+def host_address(element, source) -> HostAddress | None:
+    """The host-side address in ``source``, read as the element's ``@type`` says."""
+    if source is None:
+        return None
     kind = element.get("type")
-    if kind == "mdev":
-        return "mdev", "vfio"
-    return "hostdev", kind or "hostdev"
+    address = source.find("address")
+    if kind == "pci":
+        return _pci_source(address)
+    if kind == "usb" and address is not None:
+        return hostaddress.usb(address.get("bus"), address.get("device"))
+    if kind == "scsi":
+        return _scsi_source(source)
+    if kind == "mdev" and address is not None:
+        return hostaddress.mdev(address.get("uuid"))
+    return None
 
 
-_BY_FUNCTION: dict[str, Callable[..., tuple[str, str]]] = {
-    "disk": _disk,
-    "interface": _interface,
-    "controller": _controller,
-    "video": _video,
-    "hostdev": _hostdev,
-    "memballoon": lambda element: ("balloon", "memballoon"),
-    "memory": lambda element: ("memory", "memory"),
+_TEXT_NORMS: dict[Norm, Callable[[Any], Any]] = {
+    Norm.TEXT: lambda text: text,
+    Norm.STRIPPED: _stripped,
+    Norm.MAC: _mac,
+    Norm.NUMBER: normalize_number,
 }
 
 
-def _by_attribute(tag: str, type_: str, attribute: str) -> Callable[..., tuple[str, str]]:
-    return lambda element: (type_, element.get(attribute) or tag)
+def compile_field(field: Field) -> Read:
+    """One identity field: element -> its value in comparison form."""
+    if field.norm is Norm.PRESENT:
+        path = field.path
+        return lambda element: element.find(path) is not None
+    if field.norm is Norm.HOST_ADDRESS:
+        path = field.path
+        return lambda element: host_address(element, element.find(path))
+    if field.norm is Norm.MIB:
+        path = field.path
+
+        def size(element):
+            found = element.find(path)
+            return size_in_mib(found.text, found.get("unit")) if found is not None else None
+        return size
+    read, norm = compile_path(field.path), _TEXT_NORMS[field.norm]
+    if field.norm is Norm.TEXT:
+        return read
+    return lambda element: norm(read(element))
 
 
-# One lookup per device on the hot path: every known tag maps to its reader.
-_KIND_READERS: dict[str, Callable[..., tuple[str, str]]] = {
-    **{tag: _by_attribute(tag, *entry) for tag, entry in _BY_ATTRIBUTE.items()},
-    **_BY_FUNCTION,
-}
+# --- one reader per tag --------------------------------------------------------------
+
+
+def _device_reader(kind: Kind) -> Callable[[Any], str]:
+    otherwise = kind.fixed if kind.fixed is not None else kind.tag
+    read = compile_path(kind.device) if kind.device else None
+    cases = tuple((compile_path(path), value, device) for path, value, device in kind.cases)
+
+    def device(element) -> str:
+        for read_case, value, found in cases:
+            if read_case(element) == value:
+                return found
+        return (read(element) if read is not None else None) or otherwise
+    return device
+
+
+def _key_loader(kind: Kind) -> Callable[[Any], Any]:
+    readers = tuple(compile_field(field) for field in kind.fields)
+    make = kind.keys
+    if not readers:
+        return lambda element: make()
+    return lambda element: make(*[read(element) for read in readers])
+
+
+class KindReader:
+    """One kind of a tag, compiled: its ``device`` and its natural-key loader."""
+
+    __slots__ = ("kind", "type", "device", "keys")
+
+    def __init__(self, kind: Kind) -> None:
+        self.kind = kind
+        self.type = kind.type
+        self.device = _device_reader(kind)
+        self.keys = _key_loader(kind)
+
+
+def _tag_reader(readers: list[tuple[tuple[str, str] | None, KindReader]]):
+    """The tag's kind: the first whose ``when`` holds, else the one without ``when``."""
+    default = next(reader for when, reader in readers if when is None)
+    special = tuple((compile_path(path), value, reader)
+                    for when, reader in readers if when is not None for path, value in [when])
+    if not special:
+        return lambda element: default
+
+    def choose(element) -> KindReader:
+        for read, value, reader in special:
+            if read(element) == value:
+                return reader
+        return default
+    return choose
+
+
+def _by_tag() -> dict[str, Callable[[Any], KindReader]]:
+    grouped: dict[str, list[tuple[tuple[str, str] | None, KindReader]]] = {}
+    for kind in KINDS:
+        grouped.setdefault(kind.tag, []).append((kind.when, KindReader(kind)))
+    return {tag: _tag_reader(readers) for tag, readers in grouped.items()}
+
+
+READERS_BY_TAG = _by_tag()
+
+
+def reader_of(tag: str, element) -> KindReader | None:
+    """The compiled kind of one device element; ``None`` for a tag no kind declares."""
+    choose = READERS_BY_TAG.get(tag)
+    return choose(element) if choose is not None else None
 
 
 def kind_of(tag: str, element) -> tuple[str, str]:
     """The (type, device) pair of one device element; unknown tags name themselves."""
-    reader = _KIND_READERS.get(tag)
-    return reader(element) if reader is not None else (tag, tag)
+    reader = reader_of(tag, element)
+    return (reader.type, reader.device(element)) if reader is not None else (tag, tag)
 
 
-def video_model(element) -> str | None:
-    for model in element.iterchildren("model"):
-        return model.get("type")
-    return None
-
-
-def model_of(tag: str, element) -> str | None:
-    """The model the singleton rule compares, read from the same attribute as the device.
-
-    ``memballoon`` is not in the device table (its device is always ``memballoon``),
-    but its ``@model`` (virtio, none) still tells two balloons apart.
-    """
-    if tag == "video":
-        return video_model(element)
-    if tag == "memballoon":
-        return element.get("model")
-    by_attribute = _BY_ATTRIBUTE.get(tag)
-    return element.get(by_attribute[1]) if by_attribute is not None else None
+def keys_of(tag: str, element):
+    reader = reader_of(tag, element)
+    return reader.keys(element) if reader is not None else NO_KEYS
 
 
 # libvirt's children of <devices> (domaincommon.rng): a document whose root is one of

@@ -12,11 +12,13 @@ from typing import Any
 
 from monitor.legacy.dicts import ConvertedVm, GuestDisk, LegacyDevice, LegacyVmDevices
 from monitor.matching import MatchResult, Rule, match
-from monitor.matching.policy import HOST_DEVICE_TYPES
 from monitor.model.device import ReportedDevice
 from monitor.model.domain import MetadataDevice, ParsedDomain, VmMetadata
-from monitor.model.ids import normalize_number
+from monitor.model.kinds import KINDS_BY_TYPE, kinds_with, stored_spec_params
 from monitor.model.rows import DeviceRow
+
+# Kinds whose key a row stores as ``host_device``: the legacy dict carries it as ``hostdev``.
+HOST_DEVICE_TYPES = kinds_with(lambda kind: any(f.stored == "host_device" for f in kind.fields))
 
 
 def convert(vm_id: str, parsed: ParsedDomain, rows: Sequence[DeviceRow]) -> ConvertedVm:
@@ -59,20 +61,9 @@ def _legacy(device: ReportedDevice, device_id: str, spec_params: dict[str, Any],
 
 
 def new_spec_params(device: ReportedDevice) -> dict[str, Any]:
-    """What a new unmanaged row stores so its natural key finds it again next pass."""
-    keys = device.keys
-    if device.type == "controller":
-        values = {"index": normalize_number(keys.controller_index),
-                  "model": keys.controller_model}
-    elif device.type == "memory":
-        values = {"node": normalize_number(keys.memory_node),
-                  "size": normalize_number(keys.memory_size_mib)}
-    elif device.type == "channel":
-        values = {"target_type": keys.channel_target_type,
-                  "target_name": keys.channel_target_name}
-    else:
-        return {}
-    return {name: value for name, value in values.items() if value is not None}
+    """What a new unmanaged row stores so its natural key finds it again next pass:
+    the kind's fields that the kinds table stores in spec_params."""
+    return stored_spec_params(KINDS_BY_TYPE.get(device.type), device.keys)
 
 
 def _disk_entries(metadata: VmMetadata) -> dict[str, MetadataDevice]:

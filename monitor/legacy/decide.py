@@ -21,10 +21,11 @@ from monitor.model.address import same_address
 from monitor.model.alias import Alias
 from monitor.model.changes import RowUpdate, VmChanges
 from monitor.model.hostaddress import parse_node_device_name
+from monitor.model.kinds import kinds_with
 from monitor.model.rows import DeviceRow
 
-# Managed rows of these types stay as they are when not reported.
-NEVER_UNPLUGGED_TYPES = frozenset({"graphics", "console", "tpm", "mdev", "balloon"})
+# Managed rows of these types stay as they are when not reported (model/kinds.py).
+NEVER_UNPLUGGED_TYPES = kinds_with(lambda kind: kind.keeps_when_unreported)
 
 
 def decide(converted: ConvertedVm, rows: Sequence[DeviceRow]) -> VmChanges:

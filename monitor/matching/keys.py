@@ -18,10 +18,21 @@ from monitor.model.address import Address
 from monitor.model.device import ReportedDevice
 from monitor.model.hostaddress import HostAddress, parse_node_device_name
 from monitor.model.ids import normalize_mac, normalize_number, normalize_uuid
+from monitor.model.kinds import KINDS_BY_TYPE, kinds_with, row_value
 from monitor.model.rows import DeviceRow
 
 # Singleton kinds told apart by their model or type, not by the tag alone.
-KIND_BY_DEVICE = frozenset({"video", "graphics"})
+KIND_BY_DEVICE = kinds_with(lambda kind: kind.by_device)
+
+# Where a row stores each compared field: the kinds table says (monitor/model/kinds.py).
+_MAC = KINDS_BY_TYPE["interface"].field("mac")
+_INDEX = KINDS_BY_TYPE["controller"].field("index")
+_MODEL = KINDS_BY_TYPE["controller"].field("model")
+_NODE = KINDS_BY_TYPE["memory"].field("node")
+_SIZE = KINDS_BY_TYPE["memory"].field("size")
+_TARGET_TYPE = KINDS_BY_TYPE["channel"].field("target_type")
+_TARGET_NAME = KINDS_BY_TYPE["channel"].field("target_name")
+_HOST_ADDRESS = KINDS_BY_TYPE["hostdev"].field("host_address")
 
 
 def _text(value: Any) -> str | None:
@@ -76,7 +87,7 @@ def mac(device: ReportedDevice) -> str | None:
 
 
 def row_mac(row: DeviceRow) -> str | None:
-    value = row.spec_params.get("mac_address")
+    value = row_value(row, _MAC)
     return normalize_mac(value) or _text(value)
 
 
@@ -100,47 +111,47 @@ def host_address(device: ReportedDevice) -> HostAddress | None:
 
 
 def row_host_address(row: DeviceRow) -> HostAddress | None:
-    return parse_node_device_name(row.host_device)
+    return parse_node_device_name(row_value(row, _HOST_ADDRESS))
 
 
 def controller(device: ReportedDevice) -> Hashable | None:
     keys = device.keys
-    if keys.controller_index is None:
+    if keys.index is None:
         return None
-    return (device.device, normalize_number(keys.controller_index), keys.controller_model or None)
+    return (device.device, normalize_number(keys.index), keys.model or None)
 
 
 def row_controller(row: DeviceRow) -> Hashable | None:
-    index = row.spec_params.get("index")
+    index = row_value(row, _INDEX)
     if index is None:
         return None
-    return (row.device, normalize_number(index), _stored(row.spec_params.get("model") or None))
+    return (row.device, normalize_number(index), _stored(row_value(row, _MODEL) or None))
 
 
 def memory(device: ReportedDevice) -> Hashable | None:
     keys = device.keys
-    if keys.memory_size_mib is None:
+    if keys.size is None:
         return None
-    return (normalize_number(keys.memory_node), normalize_number(keys.memory_size_mib))
+    return (normalize_number(keys.node), normalize_number(keys.size))
 
 
 def row_memory(row: DeviceRow) -> Hashable | None:
-    size = row.spec_params.get("size")
+    size = row_value(row, _SIZE)
     if size is None:
         return None
-    return (normalize_number(row.spec_params.get("node")), normalize_number(size))
+    return (normalize_number(row_value(row, _NODE)), normalize_number(size))
 
 
 def channel(device: ReportedDevice) -> Hashable | None:
     keys = device.keys
-    if keys.channel_target_type is None and keys.channel_target_name is None:
+    if keys.target_type is None and keys.target_name is None:
         return None
-    return (device.device, keys.channel_target_type, keys.channel_target_name)
+    return (device.device, keys.target_type, keys.target_name)
 
 
 def row_channel(row: DeviceRow) -> Hashable | None:
-    target_type = row.spec_params.get("target_type")
-    target_name = row.spec_params.get("target_name")
+    target_type = row_value(row, _TARGET_TYPE)
+    target_name = row_value(row, _TARGET_NAME)
     if target_type is None and target_name is None:
         return None
     return (row.device, _stored(target_type), _stored(target_name))

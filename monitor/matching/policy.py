@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from monitor.matching import keys
 from monitor.model.device import ReportedDevice
+from monitor.model.kinds import KINDS, Unmanaged, kinds_under, kinds_with
 from monitor.model.rows import DeviceRow
 
 
@@ -65,10 +66,12 @@ class Step(NamedTuple):
     veto: Callable[[ReportedDevice, DeviceRow], str | None] | None = None
 
 
-SINGLETON_KINDS = frozenset(
-    {"balloon", "rng", "watchdog", "tpm", "sound", "smartcard", "console", "panic",
-     "video", "graphics"}
-)
+def _kinds(rule: Rule) -> frozenset[str]:
+    """The types a natural-key rule applies to: the kinds table says (model/kinds.py)."""
+    return kinds_under(rule.value)
+
+
+SINGLETON_KINDS = _kinds(Rule.SINGLETON)
 A, N, F = Stage.ALIAS, Stage.NATURAL, Stage.FALLBACK
 
 
@@ -94,23 +97,23 @@ POLICY: tuple[Step, ...] = (
     Step(Rule.STORED_ALIAS, A, None, "(type, alias) = (type, stored alias), non-empty; "
          "plugged rows only, never against a differing equality key",
          keys.alias, keys.row_alias, veto=stored_alias_veto),
-    Step(Rule.MAC, N, frozenset({"interface"}), "MAC = spec_params.mac_address",
+    Step(Rule.MAC, N, _kinds(Rule.MAC), "MAC = spec_params.mac_address",
          keys.mac, keys.row_mac),
-    Step(Rule.DISK_SERIAL, N, frozenset({"disk"}), "serial = device_id",
+    Step(Rule.DISK_SERIAL, N, _kinds(Rule.DISK_SERIAL), "serial = device_id",
          keys.serial, keys.row_id),
-    Step(Rule.DISK_PATH, N, frozenset({"disk"}),
+    Step(Rule.DISK_PATH, N, _kinds(Rule.DISK_PATH),
          "device_id or spec_params.lun_id inside the source path/dev",
          keys.source, keys.row_path_parts, Lookup.INSIDE),
-    Step(Rule.HOST_ADDRESS, N, frozenset({"hostdev", "mdev"}),
+    Step(Rule.HOST_ADDRESS, N, _kinds(Rule.HOST_ADDRESS),
          "host-side source address or mdev uuid = host_device (node-device name)",
          keys.host_address, keys.row_host_address),
-    Step(Rule.CONTROLLER_INDEX, N, frozenset({"controller"}),
+    Step(Rule.CONTROLLER_INDEX, N, _kinds(Rule.CONTROLLER_INDEX),
          "(device, index, model) = (device, spec_params.index, spec_params.model)",
          keys.controller, keys.row_controller),
-    Step(Rule.MEMORY_NODE_SIZE, N, frozenset({"memory"}),
+    Step(Rule.MEMORY_NODE_SIZE, N, _kinds(Rule.MEMORY_NODE_SIZE),
          "(node, size MiB) = (spec_params.node, spec_params.size)",
          keys.memory, keys.row_memory),
-    Step(Rule.CHANNEL_TARGET, N, frozenset({"channel"}),
+    Step(Rule.CHANNEL_TARGET, N, _kinds(Rule.CHANNEL_TARGET),
          "(device, target type, target name) = (device, spec_params.target_type, .target_name)",
          keys.channel, keys.row_channel),
     Step(Rule.SINGLETON, N, SINGLETON_KINDS,
@@ -123,8 +126,8 @@ POLICY: tuple[Step, ...] = (
 )
 
 # Unmatched devices of exactly these kinds become new unmanaged rows; all others are foreign.
-UNMANAGED_TYPES = frozenset({"controller", "channel", "redir", "memory"})
-HOST_DEVICE_TYPES = frozenset({"hostdev", "mdev"})
+UNMANAGED_TYPES = kinds_with(lambda kind: kind.unmanaged is Unmanaged.ALWAYS)
+HOST_DEVICE_TYPES = kinds_with(lambda kind: kind.unmanaged is Unmanaged.WITHOUT_USER_ALIAS)
 
 
 def becomes_unmanaged(device: ReportedDevice) -> bool:
@@ -154,3 +157,8 @@ for _step in POLICY:
             _NATURAL_STEPS_BY_TYPE[_kind] = _NATURAL_STEPS_BY_TYPE.get(_kind, ()) + (_step,)
             if _step.lookup is Lookup.EQUAL:
                 _EQUALITY_STEPS_BY_TYPE[_kind] = _EQUALITY_STEPS_BY_TYPE.get(_kind, ()) + (_step,)
+
+# A rule the kinds table names must be one of the policy's natural-key rules.
+_unknown = {rule for kind in KINDS for rule in kind.rules} - {
+    step.rule.value for step in POLICY if step.stage is Stage.NATURAL}
+assert not _unknown, f"kinds table names rules the policy lacks: {sorted(_unknown)}"

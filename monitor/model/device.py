@@ -3,39 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any
 
 from monitor.model.address import Address
 from monitor.model.alias import Alias
-from monitor.model.hostaddress import HostAddress
-
-
-class NaturalKeys(NamedTuple):
-    """What identifies a device of its kind when no alias does.
-
-    Read lazily (only for devices the alias rules left open), already normalized:
-    MAC lower-case, numbers as ints where they are numbers, UUIDs lower-case.
-    """
-
-    mac: str | None = None
-    serial: str | None = None
-    source: str | None = None  # disk source file / dev / volume / network name
-    target_dev: str | None = None
-    target_bus: str | None = None
-    host_address: HostAddress | None = None
-    controller_type: str | None = None
-    controller_index: int | str | None = None
-    controller_model: str | None = None
-    memory_model: str | None = None
-    memory_node: int | str | None = None
-    memory_size_mib: int | str | None = None
-    model: str | None = None  # video/sound/rng/watchdog/tpm/... model
-    channel_target_type: str | None = None
-    channel_target_name: str | None = None
-    readonly: bool = False
-
-
-NO_KEYS = NaturalKeys()
+from monitor.model.kinds import NO_KEYS
 
 
 class ReportedDevice:
@@ -56,8 +28,8 @@ class ReportedDevice:
         alias: Alias,
         address: Address,
         position: int,
-        keys: NaturalKeys | None = None,
-        loader: Callable[[], NaturalKeys] | None = None,
+        keys: Any = None,
+        loader: Callable[[], Any] | None = None,
     ) -> None:
         self.tag = tag
         self.type = type
@@ -69,7 +41,10 @@ class ReportedDevice:
         self._loader = loader
 
     @property
-    def keys(self) -> NaturalKeys:
+    def keys(self) -> Any:
+        """The kind's natural key (``Kind.keys``, monitor/model/kinds.py): a small
+        NamedTuple of its identity fields, already normalized; ``NO_KEYS`` for a tag
+        no kind declares."""
         if self._keys is None:
             self._keys = self._loader() if self._loader is not None else NO_KEYS
             self._loader = None
