@@ -126,11 +126,11 @@ CASES = [
     ),
     pytest.param(
         numbered(
-            dev("controller", device="pci", alias="pci.1", controller_index=2,
-                controller_model="pcie-root-port"),
-            dev("memory", alias="dimm0", memory_node=0, memory_size_mib=1024),
-            dev("channel", device="unix", alias="channel0", channel_target_type="virtio",
-                channel_target_name="org.example.1"),
+            dev("controller", device="pci", alias="pci.1", index=2,
+                model="pcie-root-port"),
+            dev("memory", alias="dimm0", node=0, size=1024),
+            dev("channel", device="unix", alias="channel0", target_type="virtio",
+                target_name="org.example.1"),
             dev("hostdev", device="pci", alias="hostdev0",
                 host_address=hostaddress.pci("0", "6", "0", "0")),
             dev("video", device="qxl", alias="video0", address=PCI_05),

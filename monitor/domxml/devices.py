@@ -12,7 +12,7 @@ from functools import partial
 
 from lxml import etree
 
-from monitor.domxml.vocabulary import reader_of
+from monitor.domxml.vocabulary import READERS_BY_TAG
 from monitor.errors import XmlError
 from monitor.model.address import EMPTY_ADDRESS, Address
 from monitor.model.alias import NO_ALIAS, Alias
@@ -32,9 +32,10 @@ def read_devices(devices, max_devices: int) -> tuple[ReportedDevice, ...]:
 
 def read_device(element, position: int) -> ReportedDevice:
     tag = element.tag
-    reader = reader_of(tag, element)
-    if reader is not None:
-        type_, device, loader = reader.type, reader.device(element), partial(reader.keys, element)
+    read = READERS_BY_TAG.get(tag)
+    if read is not None:
+        reader, device = read(element)
+        type_, loader = reader.type, partial(reader.keys, element)
     else:
         type_ = device = tag
         loader = None

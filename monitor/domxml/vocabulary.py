@@ -140,6 +140,9 @@ def compile_field(field: Field) -> Read:
     read, norm = compile_path(field.path), _TEXT_NORMS[field.norm]
     if field.norm is Norm.TEXT:
         return read
+    if field.path.startswith("@") and "|" not in field.path:  # one call, not two
+        name = field.path[1:]
+        return lambda element: norm(element.get(name))
     return lambda element: norm(read(element))
 
 
@@ -163,7 +166,14 @@ def _key_loader(kind: Kind) -> Callable[[Any], Any]:
     readers = tuple(compile_field(field) for field in kind.fields)
     make = kind.keys
     if not readers:
-        return lambda element: make()
+        empty = make()
+        return lambda element: empty
+    if len(readers) == 1:
+        (read,) = readers
+        return lambda element: make(read(element))
+    if len(readers) == 2:
+        first, second = readers
+        return lambda element: make(first(element), second(element))
     return lambda element: make(*[read(element) for read in readers])
 
 
@@ -179,47 +189,60 @@ class KindReader:
         self.keys = _key_loader(kind)
 
 
+def _single(reader: KindReader) -> Callable[[Any], tuple[KindReader, str]]:
+    """The only kind of its tag; the common ``@attr``/fixed cases without a loop."""
+    kind = reader.kind
+    otherwise = kind.fixed if kind.fixed is not None else kind.tag
+    if not kind.cases and not kind.device:
+        pair = (reader, otherwise)
+        return lambda element: pair
+    if not kind.cases and kind.device.startswith("@") and "|" not in kind.device:
+        name = kind.device[1:]
+        return lambda element: (reader, element.get(name) or otherwise)
+    device = reader.device
+    return lambda element: (reader, device(element))
+
+
 def _tag_reader(readers: list[tuple[tuple[str, str] | None, KindReader]]):
-    """The tag's kind: the first whose ``when`` holds, else the one without ``when``."""
-    default = next(reader for when, reader in readers if when is None)
-    special = tuple((compile_path(path), value, reader)
+    """The tag's kind and device: the first kind whose ``when`` holds, else the kind
+    without ``when``."""
+    default = _single(next(reader for when, reader in readers if when is None))
+    special = tuple((compile_path(path), value, _single(reader))
                     for when, reader in readers if when is not None for path, value in [when])
     if not special:
-        return lambda element: default
-
-    def choose(element) -> KindReader:
-        for read, value, reader in special:
-            if read(element) == value:
-                return reader
         return default
+
+    def choose(element) -> tuple[KindReader, str]:
+        for read, value, found in special:
+            if read(element) == value:
+                return found(element)
+        return default(element)
     return choose
 
 
-def _by_tag() -> dict[str, Callable[[Any], KindReader]]:
+def _by_tag() -> dict[str, Callable[[Any], tuple[KindReader, str]]]:
     grouped: dict[str, list[tuple[tuple[str, str] | None, KindReader]]] = {}
     for kind in KINDS:
         grouped.setdefault(kind.tag, []).append((kind.when, KindReader(kind)))
     return {tag: _tag_reader(readers) for tag, readers in grouped.items()}
 
 
+# tag -> element -> (its kind's compiled reader, its device): one call per device.
 READERS_BY_TAG = _by_tag()
-
-
-def reader_of(tag: str, element) -> KindReader | None:
-    """The compiled kind of one device element; ``None`` for a tag no kind declares."""
-    choose = READERS_BY_TAG.get(tag)
-    return choose(element) if choose is not None else None
 
 
 def kind_of(tag: str, element) -> tuple[str, str]:
     """The (type, device) pair of one device element; unknown tags name themselves."""
-    reader = reader_of(tag, element)
-    return (reader.type, reader.device(element)) if reader is not None else (tag, tag)
+    read = READERS_BY_TAG.get(tag)
+    if read is None:
+        return (tag, tag)
+    reader, device = read(element)
+    return reader.type, device
 
 
 def keys_of(tag: str, element):
-    reader = reader_of(tag, element)
-    return reader.keys(element) if reader is not None else NO_KEYS
+    read = READERS_BY_TAG.get(tag)
+    return read(element)[0].keys(element) if read is not None else NO_KEYS
 
 
 # libvirt's children of <devices> (domaincommon.rng): a document whose root is one of

@@ -18,21 +18,26 @@ from monitor.model.address import Address
 from monitor.model.device import ReportedDevice
 from monitor.model.hostaddress import HostAddress, parse_node_device_name
 from monitor.model.ids import normalize_mac, normalize_number, normalize_uuid
-from monitor.model.kinds import KINDS_BY_TYPE, kinds_with, row_value
+from monitor.model.kinds import KINDS_BY_TYPE, kinds_with
 from monitor.model.rows import DeviceRow
 
 # Singleton kinds told apart by their model or type, not by the tag alone.
 KIND_BY_DEVICE = kinds_with(lambda kind: kind.by_device)
 
-# Where a row stores each compared field: the kinds table says (monitor/model/kinds.py).
-_MAC = KINDS_BY_TYPE["interface"].field("mac")
-_INDEX = KINDS_BY_TYPE["controller"].field("index")
-_MODEL = KINDS_BY_TYPE["controller"].field("model")
-_NODE = KINDS_BY_TYPE["memory"].field("node")
-_SIZE = KINDS_BY_TYPE["memory"].field("size")
-_TARGET_TYPE = KINDS_BY_TYPE["channel"].field("target_type")
-_TARGET_NAME = KINDS_BY_TYPE["channel"].field("target_name")
-_HOST_ADDRESS = KINDS_BY_TYPE["hostdev"].field("host_address")
+
+
+def _spec(type_: str, name: str) -> str:
+    """The spec_params key a kind's field is stored under (monitor/model/kinds.py)."""
+    spec = KINDS_BY_TYPE[type_].field(name).spec
+    assert spec is not None, f"{type_}.{name} is not stored in spec_params"
+    return spec
+
+
+_MAC = _spec("interface", "mac")
+_INDEX, _MODEL = _spec("controller", "index"), _spec("controller", "model")
+_NODE, _SIZE = _spec("memory", "node"), _spec("memory", "size")
+_TARGET_TYPE, _TARGET_NAME = _spec("channel", "target_type"), _spec("channel", "target_name")
+_HOST_DEVICE = KINDS_BY_TYPE["hostdev"].field("host_address").stored  # a row column
 
 
 def _text(value: Any) -> str | None:
@@ -87,7 +92,7 @@ def mac(device: ReportedDevice) -> str | None:
 
 
 def row_mac(row: DeviceRow) -> str | None:
-    value = row_value(row, _MAC)
+    value = row.spec_params.get(_MAC)
     return normalize_mac(value) or _text(value)
 
 
@@ -111,7 +116,7 @@ def host_address(device: ReportedDevice) -> HostAddress | None:
 
 
 def row_host_address(row: DeviceRow) -> HostAddress | None:
-    return parse_node_device_name(row_value(row, _HOST_ADDRESS))
+    return parse_node_device_name(getattr(row, _HOST_DEVICE))
 
 
 def controller(device: ReportedDevice) -> Hashable | None:
@@ -122,10 +127,10 @@ def controller(device: ReportedDevice) -> Hashable | None:
 
 
 def row_controller(row: DeviceRow) -> Hashable | None:
-    index = row_value(row, _INDEX)
+    index = row.spec_params.get(_INDEX)
     if index is None:
         return None
-    return (row.device, normalize_number(index), _stored(row_value(row, _MODEL) or None))
+    return (row.device, normalize_number(index), _stored(row.spec_params.get(_MODEL) or None))
 
 
 def memory(device: ReportedDevice) -> Hashable | None:
@@ -136,10 +141,10 @@ def memory(device: ReportedDevice) -> Hashable | None:
 
 
 def row_memory(row: DeviceRow) -> Hashable | None:
-    size = row_value(row, _SIZE)
+    size = row.spec_params.get(_SIZE)
     if size is None:
         return None
-    return (normalize_number(row_value(row, _NODE)), normalize_number(size))
+    return (normalize_number(row.spec_params.get(_NODE)), normalize_number(size))
 
 
 def channel(device: ReportedDevice) -> Hashable | None:
@@ -150,8 +155,8 @@ def channel(device: ReportedDevice) -> Hashable | None:
 
 
 def row_channel(row: DeviceRow) -> Hashable | None:
-    target_type = row_value(row, _TARGET_TYPE)
-    target_name = row_value(row, _TARGET_NAME)
+    target_type = row.spec_params.get(_TARGET_TYPE)
+    target_name = row.spec_params.get(_TARGET_NAME)
     if target_type is None and target_name is None:
         return None
     return (row.device, _stored(target_type), _stored(target_name))

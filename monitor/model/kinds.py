@@ -197,21 +197,33 @@ def kinds_under(rule: str) -> frozenset[str]:
     return kinds_with(lambda kind: rule in kind.rules)
 
 
+# type -> (field position, spec_params key or None, column or None, a number?) per
+# field a row stores (not device_id: the caller chooses the id): read on every new row.
+_STORED: dict[str, tuple[tuple[int, str | None, str | None, bool], ...]] = {
+    kind.type: tuple(
+        (position, field.spec, None if field.spec is not None else field.stored,
+         field.norm in (Norm.NUMBER, Norm.MIB))
+        for position, field in enumerate(kind.fields) if field.stored != "device_id"
+    )
+    for kind in KINDS
+}
+
+
 def stored_values(kind: Kind | None, keys: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """A device's key as a row stores it: (spec_params, columns); absent and empty
     values are left out, and the ``device_id`` column is the caller's to choose."""
     spec: dict[str, Any] = {}
     columns: dict[str, Any] = {}
-    for field in kind.fields if kind is not None else ():
-        value = getattr(keys, field.name)
+    for position, spec_key, column, number in _STORED[kind.type] if kind is not None else ():
+        value = keys[position]
         if value is None or value == "":
             continue
-        if field.norm is Norm.NUMBER or field.norm is Norm.MIB:
+        if number:
             value = normalize_number(value)  # a key built by hand may still be text
-        if field.spec is not None:
-            spec[field.spec] = value
-        elif field.stored != "device_id":
-            columns[field.stored] = value
+        if spec_key is not None:
+            spec[spec_key] = value
+        else:
+            columns[column] = value  # type: ignore[index]
     return spec, columns
 
 
