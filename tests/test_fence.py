@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from alembic import command
 
 from conftest import FIXTURES
+from monitor.clock import SystemClock
 from monitor.faults import injected
 from monitor.hosts.fixture import read_fixture
 from monitor.hosts.replay import ReplayHostSource
@@ -82,7 +83,7 @@ def test_a_tick_whose_lock_expired_leaves_a_fresh_hot_plug_plugged(db_url, caplo
         with store.transaction() as tx:
             tx.release_lock(vm_id, "hotplug")
 
-    context = TickContext(store=store, holder="tick", clock=utc_now)
+    context = TickContext(store=store, holder="tick")
     with injected("after-dump", hot_plug), caplog.at_level(logging.INFO):
         summary = run_tick(ReplayHostSource(fixture.ticks[0], HOST), context)
 
@@ -139,11 +140,13 @@ def test_an_expired_lock_is_not_held_even_unchanged(db_url):
             assert fence.check(tx, [vm]) == frozenset()
 
 
-class Monotonic:
+class MovedClock(SystemClock):
+    """The system's UTC clock, and a monotonic clock the test moves by hand."""
+
     def __init__(self) -> None:
         self.now = 1000.0
 
-    def __call__(self) -> float:
+    def monotonic(self) -> float:
         return self.now
 
 
@@ -151,18 +154,18 @@ class Monotonic:
 def test_a_long_tick_renews_its_locks_in_its_batch_transactions(db_url, tmp_path, renewal_due):
     fixture = make_many(tmp_path / "fixture", 4 * BATCH)
     load_inventory(db_url, fixture)
-    monotonic = Monotonic()
+    clock = MovedClock()
     seen: list[dict[str, datetime]] = []
 
     def between_batches(_point: str) -> None:
         fault.nth += 1  # again at the next batch
         seen.append(lock_expiries(db_url))
         if renewal_due and len(seen) == 1:
-            monotonic.now += 40.0  # a third of the TTL has passed since the locks were taken
+            clock.now += 40.0  # a third of the TTL has passed since the locks were taken
 
     with Store.open(db_url) as store:
         context = TickContext(store=store, holder="tick", batch_size=BATCH, lock_ttl_s=120.0,
-                              clock=utc_now, monotonic=monotonic)
+                              clock=clock)
         source = ReplayHostSource(read_fixture(fixture).ticks[0], HOST)
         with injected("between-batches", between_batches) as fault:
             summary = run_tick(source, context)

@@ -31,14 +31,19 @@ def test_replay_check_passes(fixture, db_url, capsys):
 
 
 class Clock:
-    """The engine's clock, one second further on each call: report times stay ordered."""
+    """The engine's clocks, one second further on each reading: report times stay ordered."""
 
     def __init__(self) -> None:
         self.now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        self.elapsed = 0.0
 
-    def __call__(self) -> datetime:
+    def utc(self) -> datetime:
         self.now += timedelta(seconds=1)
+        self.elapsed += 1.0
         return self.now
+
+    def monotonic(self) -> float:
+        return self.elapsed
 
 
 def run_fixture(name: str, db_url: str):
@@ -78,7 +83,7 @@ def test_hotplug_lock_skips_the_vm_and_keeps_its_hash(db_url):
     assert applied.applied == 1 and applied.rules["user-alias"] == 8
     vm_id = vm_named(store, "locked")["id"]
     with store.transaction() as tx:
-        assert tx.locked_vms([vm_id], Clock()()) == set()
+        assert tx.locked_vms([vm_id], Clock().utc()) == set()
 
 
 def test_malformed_xml_is_recorded_never_as_hash(db_url):

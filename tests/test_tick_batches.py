@@ -51,7 +51,7 @@ def test_failed_batch_is_retried_vm_by_vm(db_url):
     assert summary.applied == len(vm_ids) - 1
     with store.transaction() as tx:
         after = tx.export(vm_ids)
-        locks = tx.locked_vms(vm_ids, context.clock())
+        locks = tx.locked_vms(vm_ids, context.clock.utc())
     hashes = {vm["id"]: vm["hash"] for vm in after["vms"]}
     assert hashes[doomed] is None  # not advanced
     assert all(hashes[vm_id] for vm_id in vm_ids if vm_id != doomed)

@@ -28,14 +28,17 @@ class Correlated(NamedTuple):
     report_time: datetime
 
 
-def apply_correlated(tx: Tx, items: Sequence[Correlated]) -> dict[str, VmChanges]:
+def apply_correlated(tx: Tx, items: Sequence[Correlated],
+                     now: datetime | None = None) -> dict[str, VmChanges]:
     """Apply many VMs in ``tx``: guarded hash advances, then one batch of row writes.
 
-    Returns the changes of the VMs applied; a VM missing from the result was not
-    applied (a newer report won) and nothing of it was written.
+    ``now`` is the database's clock in ``tx`` (a stored report time later than it is not
+    trusted: ``monitor.clock.older_than_stored``). Returns the changes of the VMs
+    applied; a VM missing from the result was not applied (a newer report won) and
+    nothing of it was written.
     """
     advanced = tx.advance_hashes(
-        [HashAdvance(item.converted.vm_id, item.hash, item.report_time) for item in items]
+        [HashAdvance(item.converted.vm_id, item.hash, item.report_time) for item in items], now
     )
     changes = {
         item.converted.vm_id: decide(item.converted, item.rows)

@@ -5,7 +5,7 @@ to fetch, and asks the same host for the XML of those VMs in one batch. Failures
 the typed errors of ``monitor.errors``: ``HostUnreachable`` and ``HostTimeout`` (poll
 or dump: retry next tick), ``HostRefused`` (the host answered the poll but refused
 the batch). The report time is not the source's business: the tick reads the
-engine's UTC clock when ``poll`` returns (BRIEF section 4), in replay too.
+database's clock when ``poll`` returns, in replay too (docs/operations.md, "Clocks").
 """
 
 from __future__ import annotations

@@ -35,17 +35,20 @@ class Fence:
         """The database's clock, read in ``tx``."""
         return tx.now(self.process_utc)
 
-    def check(self, tx: Tx, vm_ids: Iterable[str] = ()) -> frozenset[str]:
+    def check(self, tx: Tx, vm_ids: Iterable[str] = (),
+              now: datetime | None = None) -> frozenset[str]:
         """Before ``tx`` writes: the VMs of ``vm_ids`` this tick still holds.
 
         Call it first in every transaction that writes for the tick, with the VMs that
         transaction is about to write (none for a host-wide write such as statuses);
-        write only the VMs it returns.
+        write only the VMs it returns. ``now``: the database's clock, if already read
+        in ``tx``.
         """
         vm_ids = list(vm_ids)
         if not vm_ids:
             return frozenset()
-        return frozenset(tx.locks_held(vm_ids, self.holder, self.token, self.now(tx)))
+        now = now or self.now(tx)
+        return frozenset(tx.locks_held(vm_ids, self.holder, self.token, now))
 
     def take(self, tx: Tx, vm_ids: Iterable[str], ttl_s: float) -> frozenset[str]:
         """Try the devices locks of ``vm_ids`` with this fence's token: the VMs taken."""

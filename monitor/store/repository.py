@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from monitor.clock import older_than_stored
 from monitor.errors import StoreError
 from monitor.model.changes import VmChanges
 from monitor.model.rows import DeviceRow, VmRecord
@@ -88,7 +89,7 @@ _LOCKS_HELD = (
     )
     .order_by(vm_device_locks.c.vm_id)
 )
-_NOW = sa.select(sa.func.now(type_=UtcDateTime()))
+_NOW = sa.select(sa.func.statement_timestamp(type_=UtcDateTime()))
 
 
 def new_token() -> str:
@@ -148,6 +149,18 @@ class Store:
         try:
             with self._engine.begin() as connection:
                 yield Tx(connection)
+        except sa.exc.SQLAlchemyError as error:
+            raise store_error(error, self._engine.url) from error
+
+    def now(self, process_utc: Callable[[], datetime]) -> datetime:
+        """The database's clock, outside any transaction: a report time is read with
+        it when a poll returns (PostgreSQL ``now()``; SQLite ``process_utc()``, read
+        before waiting for the database's write lock)."""
+        if self.dialect != "postgresql":
+            return process_utc()
+        try:
+            with self._engine.connect() as connection:
+                return connection.execute(_NOW).scalar_one()
         except sa.exc.SQLAlchemyError as error:
             raise store_error(error, self._engine.url) from error
 
@@ -215,18 +228,24 @@ class Tx:
         *,
         status: str | None = None,
         host: str | None = None,
+        now: datetime | None = None,
     ) -> bool:
         """Store the hash of the XML just applied, unless a newer report was applied.
 
         Clears the last error (this hash's XML was usable). Returns False, changing
-        nothing, when the stored ``hash_time`` is later than ``report_time``.
+        nothing, when the stored ``hash_time`` is later than ``report_time`` (and, given
+        the database's clock ``now``, not later than now: ``monitor.clock.older_than_stored``).
         """
-        statement = _advance_statement(status is not None, host is not None)
-        params = _advance_params(HashAdvance(vm_id, new_hash, report_time, status, host))
-        return self._connection.execute(statement, params).rowcount == 1
+        item = HashAdvance(vm_id, new_hash, report_time, status, host)
+        return bool(self.advance_hashes([item], now))
 
-    def advance_hashes(self, items: Sequence[HashAdvance]) -> set[str]:
-        """The batched ``advance_hash``: the ids of the VMs actually advanced."""
+    def advance_hashes(self, items: Sequence[HashAdvance],
+                       now: datetime | None = None) -> set[str]:
+        """The batched ``advance_hash``: the ids of the VMs actually advanced.
+
+        The stored report times are read ``FOR UPDATE`` (PostgreSQL; SQLite holds the
+        database), so the decision and the UPDATE see the same row.
+        """
         if len({item.vm_id for item in items}) != len(items):
             raise ValueError("advance_hashes: a VM may appear once per batch")
         stored = {
@@ -239,8 +258,7 @@ class Tx:
         for item in items:
             if item.vm_id not in stored:
                 continue
-            hash_time = stored[item.vm_id]
-            if hash_time is not None and hash_time > item.report_time:
+            if older_than_stored(item.report_time, stored[item.vm_id], now):
                 continue
             key = (item.status is not None, item.host is not None)
             groups.setdefault(key, []).append(_advance_params(item))
@@ -373,8 +391,10 @@ class Tx:
     # --- devices lock ------------------------------------------------------------------
 
     def now(self, process_utc: Callable[[], datetime]) -> datetime:
-        """The database's clock: ``now()`` on PostgreSQL (this transaction's start);
-        SQLite has none, so there it is ``process_utc()`` (docs/operations.md, "Clocks")."""
+        """The database's clock at this point of the transaction: PostgreSQL's
+        ``statement_timestamp()`` (``now()`` as of this statement: later than every
+        commit an earlier statement saw); SQLite has none, so there it is
+        ``process_utc()`` (docs/operations.md, "Clocks")."""
         if self._connection.dialect.name == "postgresql":
             return self._connection.execute(_NOW).scalar_one()
         return process_utc()
@@ -532,7 +552,8 @@ def _row_values(row: DeviceRow) -> dict[str, Any]:
 
 
 def _advance_statement(with_status: bool, with_host: bool):
-    """The guarded hash UPDATE; status and host join it only when given."""
+    """The hash UPDATE (guarded by ``advance_hashes``); status and host join it only when
+    given."""
     values: dict[str, Any] = {
         "hash": sa.bindparam("b_hash"),
         "hash_time": sa.bindparam("b_report_time"),
@@ -546,10 +567,7 @@ def _advance_statement(with_status: bool, with_host: bool):
         values["host"] = sa.bindparam("b_host")
     return (
         sa.update(vms)
-        .where(
-            vms.c.id == sa.bindparam("b_id"),
-            sa.or_(vms.c.hash_time.is_(None), vms.c.hash_time <= sa.bindparam("b_report_time")),
-        )
+        .where(vms.c.id == sa.bindparam("b_id"))
         .values(values)
     )
 

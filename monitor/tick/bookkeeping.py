@@ -7,7 +7,9 @@ hash itself is never stored here, only once its XML has been applied.
 The rules, for each reported VM, in order:
 
 1. unknown to the DB -> skip ``unknown-vm`` (the caller logs it once);
-2. reported before the stored hash's report time -> skip ``older-report``;
+2. reported before the stored hash's report time -> skip ``older-report``; a stored
+   report time later than ``now`` (the database's clock when the VMs were read) comes
+   from before a clock step back and is not trusted (``monitor.clock.older_than_stored``);
 3. from a host that does not run it -> skip ``other-host``, except ``Up`` while the
    stored status is ``Migration Source``: the migration's hand-over, the VM moves to
    this host with status ``Up`` and goes on through the hash rules;
@@ -26,6 +28,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import NamedTuple, Protocol
 
+from monitor.clock import older_than_stored
 from monitor.model.rows import VmRecord
 
 UP = "Up"
@@ -104,17 +107,24 @@ def plan(
     reports: Mapping[str, Reported],
     report_time: datetime,
     stored: Mapping[str, VmRecord],
+    now: datetime | None = None,
 ) -> Plan:
-    """Decide for every VM in one host's poll; ``report_time`` is the engine's UTC clock."""
+    """Decide for every VM in one host's poll.
+
+    ``report_time`` is the database's clock when the poll returned; ``now`` the
+    database's clock when ``stored`` was read (``None``: every stored time is trusted).
+    """
     report_time = _as_utc(report_time)
+    now = None if now is None else _as_utc(now)
     return Plan(tuple(
-        decide(host, vm_id, reports[vm_id], report_time, stored.get(vm_id))
+        decide(host, vm_id, reports[vm_id], report_time, stored.get(vm_id), now)
         for vm_id in sorted(reports)
     ))
 
 
 def decide(
-    host: str, vm_id: str, report: Reported, report_time: datetime, record: VmRecord | None
+    host: str, vm_id: str, report: Reported, report_time: datetime, record: VmRecord | None,
+    now: datetime | None = None,
 ) -> Decision:
     """One VM's decision (rules 1-5; the hash rules are ``_by_hash``)."""
     reported_hash = report.hash or None  # "" is "not yet" too
@@ -124,7 +134,8 @@ def decide(
 
     if record is None:
         return skip(Skip.UNKNOWN_VM)
-    if record.hash_time is not None and report_time < _as_utc(record.hash_time):
+    stored_time = None if record.hash_time is None else _as_utc(record.hash_time)
+    if older_than_stored(report_time, stored_time, now):
         return skip(Skip.OLDER_REPORT)
     if record.host != host:
         if report.status == UP and record.status == MIGRATION_SOURCE:

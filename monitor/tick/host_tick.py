@@ -34,10 +34,11 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import NamedTuple
 
 from monitor.adapters.base import MonitoringAdapter
+from monitor.clock import Clock, SteadyUtc, SystemClock
 from monitor.adapters.database import Correlated, apply_correlated
 from monitor.domxml import parse_domain
 from monitor.errors import HostError, HostGarbage, StoreError, XmlError
@@ -57,10 +58,6 @@ from monitor.tick.summary import TickSummary
 log = logging.getLogger("monitor.tick")
 
 
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 @dataclass
 class TickContext:
     """What a tick needs, built once by the wiring and reused tick after tick."""
@@ -71,13 +68,16 @@ class TickContext:
     batch_size: int = 50
     lock_ttl_s: float = 120.0  # a tick renews its locks after a third of it (monotonic)
     emitters: Sequence[MonitoringAdapter] = ()
-    clock: Callable[[], datetime] = utc_now
-    monotonic: Callable[[], float] = time.monotonic
+    clock: Clock = field(default_factory=SystemClock)  # tests pass one they step
     on_tick: Callable[[TickSummary], None] | None = None  # metrics
     logged_once: LoggedOnce = field(default_factory=LoggedOnce)
     # Per host: devices locks (by token) a tick failing on the DB could not release;
     # that host's next tick releases them (the VMs it then skips would stay locked).
     unreleased: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # The database's clock on SQLite (docs/operations.md, "Clocks").
+        self.process_utc = SteadyUtc(self.clock)
 
 
 @dataclass(slots=True)
@@ -89,7 +89,7 @@ class TickLocks:
     renewed_at: float  # the monotonic clock
 
     def renewal_due(self, context: TickContext) -> bool:
-        return context.monotonic() - self.renewed_at >= context.lock_ttl_s / 3
+        return context.clock.monotonic() - self.renewed_at >= context.lock_ttl_s / 3
 
 
 class Fetched(NamedTuple):
@@ -121,16 +121,17 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary) -> Non
     except HostError as error:
         _host_failed(summary, error, "poll")
         return
-    report_time = context.clock()
+    report_time = context.store.now(context.process_utc)  # when the poll returned
     summary.polled = len(reports)
-    fence = Fence(context.holder, context.clock)
+    fence = Fence(context.holder, context.process_utc)
     leftover = context.unreleased.get(host, {})
     with context.store.transaction() as tx:
         stored = tx.vms(reports)
+        read_at = tx.now(context.process_utc)
         for token, vm_ids in leftover.items():
             tx.release_locks(vm_ids, context.holder, token)
     context.unreleased.pop(host, None)
-    decided = plan(host, reports, report_time, stored)
+    decided = plan(host, reports, report_time, stored, read_at)
     _log_skips(context, host, decided, reports)
     summary.skipped.update({reason.value: count for reason, count in decided.skipped.items()})
     _store_statuses(context, fence, decided)
@@ -141,7 +142,7 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary) -> Non
         return
     # A VM's lock is released in the transaction that applies its XML (or records it as
     # bad); what is left (missing from the dump, failed, host error) is released last.
-    locks = TickLocks(fence, set(held), context.monotonic())
+    locks = TickLocks(fence, set(held), context.clock.monotonic())
     still_held = locks.held
     db_failed = False
     try:
@@ -380,7 +381,8 @@ def _apply(context: TickContext, locks: TickLocks, batch: Sequence[Fetched],
     with context.store.transaction() as tx:
         vm_ids = [item.vm_id for item in batch]
         tx.lock_vms(vm_ids)  # a concurrent apply of these VMs commits before we read
-        kept = fence.check(tx, vm_ids)
+        now = fence.now(tx)
+        kept = fence.check(tx, vm_ids, now)
         batch = [item for item in batch if item.vm_id in kept]
         rows = tx.rows(kept)
         items = [
@@ -388,7 +390,7 @@ def _apply(context: TickContext, locks: TickLocks, batch: Sequence[Fetched],
                        rows[item.vm_id], item.hash, report_time)
             for item in batch
         ]
-        changes = apply_correlated(tx, items)
+        changes = apply_correlated(tx, items, now)
         tx.save_last_xmls([(item.vm_id, item.xml) for item in batch], report_time)
         fence.release(tx, kept)  # applied: a device command may go on
         renewed = locks.renewal_due(context)
@@ -396,7 +398,7 @@ def _apply(context: TickContext, locks: TickLocks, batch: Sequence[Fetched],
             fence.renew(tx, locks.held - set(vm_ids), context.lock_ttl_s)
         fault_point("in-batch")
     if renewed:
-        locks.renewed_at = context.monotonic()
+        locks.renewed_at = context.clock.monotonic()
     applied = [(item.converted, changes[item.converted.vm_id])
                for item in items if item.converted.vm_id in changes]
     return applied, set(vm_ids) - kept

@@ -68,7 +68,7 @@ def held_by_device_command(context: TickContext, vm_ids: frozenset[str]) -> Iter
         yield
         return
     with context.store.transaction() as tx:
-        held = tx.try_lock_many(sorted(vm_ids), DEVICE_COMMAND, tx.now(context.clock), 3600)
+        held = tx.try_lock_many(sorted(vm_ids), DEVICE_COMMAND, tx.now(context.process_utc), 3600)
     for vm_id in sorted(vm_ids - held):
         log.warning("locks.json: the lock was already held", extra=fields(vm=vm_id))
     try:

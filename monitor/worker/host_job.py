@@ -15,7 +15,6 @@ What committed stays committed; what did not keeps its old hash and is redone.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 from monitor.errors import StoreError
@@ -31,13 +30,13 @@ log = logging.getLogger("monitor.worker")
 class HostJob:
     def __init__(self, source: HostSource, context: TickContext, *, interval_s: float,
                  backoff_max_s: float, on_summary: Callable[[TickSummary], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] | None = None) -> None:
         self.source = source
         self.context = context
         self.interval_s = interval_s
         self.backoff_max_s = backoff_max_s
         self.on_summary = on_summary
-        self.clock = clock
+        self.clock = clock or context.clock.monotonic  # backoffs never follow a wall step
         self.failures = 0
         self.not_before = 0.0
         self.ticks = 0

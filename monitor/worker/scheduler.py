@@ -3,6 +3,12 @@
 ``max_instances=1`` keeps a job from overlapping itself; ``coalesce`` folds missed
 runs into one. SIGINT/SIGTERM set an event; the scheduler then stops taking new runs
 and waits for the ticks in progress to finish, so a stop never cuts a transaction.
+
+APScheduler times its runs by the wall clock: after a step back of an hour it would
+wait an hour before the next tick. While it runs, the worker looks every interval (on
+the monotonic clock) for a job due further ahead than an interval can explain, and
+runs it now; the interval then goes on from the new time (docs/operations.md, "Clocks").
+A step ahead needs nothing: the missed runs are coalesced into one.
 """
 
 from __future__ import annotations
@@ -11,11 +17,12 @@ import logging
 import signal
 import threading
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from monitor.logfields import fields
 from monitor.worker.host_job import HostJob
 
 log = logging.getLogger("monitor.worker")
@@ -48,11 +55,27 @@ class Worker:
         scheduler.start()
         log.info("worker started: %d hosts, every %gs", len(self.jobs), self.interval_s)
         try:
-            self.stop.wait()
+            while not self.stop.wait(self.interval_s):  # Event.wait times on the monotonic clock
+                self.follow_clock_steps(scheduler)
         finally:
             scheduler.shutdown(wait=True)
             self._restore_signals(previous)
             log.info("worker stopped")
+
+    def follow_clock_steps(self, scheduler, now: datetime | None = None) -> int:
+        """Run now every job due more than two intervals ahead (the wall clock stepped
+        back); the number of jobs moved."""
+        now = now or datetime.now(timezone.utc)
+        horizon = now + timedelta(seconds=2 * self.interval_s)
+        moved = 0
+        for job in scheduler.get_jobs():
+            if job.next_run_time is not None and job.next_run_time > horizon:
+                scheduler.modify_job(job.id, next_run_time=now)
+                moved += 1
+        if moved:
+            log.warning("the wall clock stepped back: %d host jobs run now instead of "
+                        "waiting for it", moved, extra=fields(kind="clock-step"))
+        return moved
 
     def _run_job(self, job: HostJob) -> None:
         if self.stop.is_set():
