@@ -20,7 +20,7 @@ from monitor.cli import main
 from monitor.domxml.builder import build_domain_xml
 from monitor.domxml.device_plan import KIND_ORDER, NO_ALIAS_KINDS, disk_name, plan_devices
 from monitor.domxml.vm_definition import VmDefinition
-from monitor.domxml.writers import WRITERS, default_mac
+from monitor.domxml.writers import default_mac
 from monitor.errors import DefinitionError
 from monitor.model.rows import DeviceRow, VmRecord
 
@@ -311,10 +311,6 @@ def test_a_channel_path_is_written_only_when_the_row_gives_one():
                etree.fromstring(build_domain_xml(vm.vm, vm.rows)).iterfind("devices/channel")}
     assert sources == {"org.qemu.guest_agent.0": {"mode": "bind"},
                        "org.example.0": {"mode": "bind", "path": "/run/example.sock"}}
-
-
-def test_every_known_kind_has_a_writer_and_a_place():
-    assert set(WRITERS) == set(KIND_ORDER)
 
 
 def test_unknown_kinds_are_left_out():

@@ -21,7 +21,7 @@ from typing import NamedTuple
 from monitor.errors import DefinitionError
 from monitor.model.alias import NO_ALIAS, Alias
 from monitor.model.ids import normalize_number
-from monitor.model.kinds import KINDS, kinds_with
+from monitor.model.kinds import KINDS, KINDS_BY_TYPE, Norm, default_value, kinds_with, row_value
 from monitor.model.rows import DeviceRow
 from monitor.domxml.vm_definition import VmDefinition
 
@@ -149,19 +149,35 @@ def _naming_order(row: DeviceRow) -> tuple[int, str]:
 
 
 def _kind_key(planned: PlannedDevice) -> tuple:
-    """Within one kind: disks by name (``vdb`` before ``vdaa``), controllers by type and
-    index, channels by target name, DIMMs by node; ties and other kinds by device id."""
+    """Within one kind: disks by name (``vdb`` before ``vdaa``), the others by the fields
+    their kind's ``order`` names (controllers by type and index, channels by target name,
+    DIMMs by node), as stored (absent: 0 or ""); ties and other kinds by device id."""
     row = planned.row
-    spec = row.spec_params
     if row.type == "disk" and planned.target_dev:
         return (len(planned.target_dev), planned.target_dev)
-    if row.type == "controller":
-        return (row.device, spec_int(spec.get("index"), 0))
-    if row.type == "channel":
-        return (str(spec.get("target_name") or ""),)
-    if row.type == "memory":
-        return (spec_int(spec.get("node"), 0),)
-    return ()
+    return tuple(row.device if name == "device" else _stored(row, name)
+                 for name in KINDS_BY_TYPE[row.type].order)
+
+
+def _stored(row: DeviceRow, name: str) -> int | str:
+    field = KINDS_BY_TYPE[row.type].field(name)
+    value = row_value(row, field)
+    return spec_int(value, 0) if field.norm in _NUMBERS else spec_text(value, "")
+
+
+_NUMBERS = (Norm.NUMBER, Norm.MIB)
+
+
+def identity(row: DeviceRow, name: str) -> int | str:
+    """What the builder writes for one identity field of the row's kind: the stored value
+    (a number as an int, text as text), else the kinds table's default (monitor/model/
+    kinds.py), so the parser reads back the key the matching compares to the row's."""
+    field = KINDS_BY_TYPE[row.type].field(name)
+    default = default_value(row, field)
+    value = row_value(row, field)
+    if field.norm in _NUMBERS:
+        return spec_int(value, default)
+    return spec_text(value, "" if default is None else default)
 
 
 def _sort_key(planned: PlannedDevice) -> tuple:

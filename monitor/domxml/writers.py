@@ -11,11 +11,12 @@ from collections.abc import Callable
 
 from lxml import etree
 
-from monitor.domxml.device_plan import PlannedDevice, spec_int, spec_text
+from monitor.domxml.device_plan import PlannedDevice, identity, spec_int, spec_text
 from monitor.domxml.vm_definition import VmDefinition
 from monitor.errors import DefinitionError
 from monitor.model.hostaddress import HostAddress, parse_node_device_name
 from monitor.model.ids import normalize_mac
+from monitor.model.kinds import KINDS, KINDS_BY_TYPE
 from monitor.model.rows import DeviceRow
 
 Element = etree._Element
@@ -24,6 +25,11 @@ Writer = Callable[[PlannedDevice, VmDefinition], Element]
 DISK_IMAGE_DIR = "/var/lib/libvirt/images"
 RHEV_DATA_CENTER = "/rhev/data-center"
 MAC_PREFIX = "00:1a:4a"  # oVirt's default MAC pool prefix
+
+
+def _element(type_: str, **attrs: str) -> Element:
+    """A kind's element, named by the kinds table (``redir`` is ``<redirdev>``)."""
+    return etree.Element(KINDS_BY_TYPE[type_].tag, attrs)
 
 
 def _sub(parent: Element, tag: str, **attrs: str) -> Element:
@@ -44,6 +50,9 @@ def _need(definition: VmDefinition, row: DeviceRow, what: str) -> DefinitionErro
     return DefinitionError(
         f"VM {definition.vm_id}: {row.type} row {row.device_id} needs {what}"
     )
+
+
+_SERIAL = KINDS_BY_TYPE["disk"].field("serial")
 
 
 # --- storage -------------------------------------------------------------------------
@@ -73,7 +82,7 @@ def disk(planned: PlannedDevice, definition: VmDefinition) -> Element:
     device = row.device or "disk"
     path = disk_source_path(row)
     kind = _spec(row, "source_type", "block" if path.startswith("/dev/") else "file")
-    element = etree.Element("disk", type=kind, device=device, snapshot="no")
+    element = _element("disk", type=kind, device=device, snapshot="no")
     removable = device in ("cdrom", "floppy")
     _sub(
         element,
@@ -90,7 +99,7 @@ def disk(planned: PlannedDevice, definition: VmDefinition) -> Element:
     _sub(element, "target", dev=planned.target_dev, bus=planned.bus)
     if row.is_readonly or removable:
         _sub(element, "readonly")
-    if device in ("disk", "cdrom"):  # qemu has no serial on floppies or SCSI passthrough
+    if _SERIAL.written_for(device):
         _sub(element, "serial").text = row.device_id
     _boot(element, row)
     return element
@@ -100,7 +109,7 @@ def lease(planned: PlannedDevice, definition: VmDefinition) -> Element:
     row = planned.row
     domain_id = _spec(row, "sd_id", "")
     lease_id = _spec(row, "lease_id", row.device_id)
-    element = etree.Element("lease")
+    element = _element("lease")
     _sub(element, "lockspace").text = domain_id
     _sub(element, "key").text = lease_id
     offset = row.spec_params.get("offset")
@@ -125,7 +134,7 @@ def default_mac(device_id: str) -> str:
 def nic_mac(row: DeviceRow) -> str:
     """The NIC's MAC in libvirt's form (lower case), so the agent's lookup of the
     metadata entry by the live XML's MAC finds it; the row keeps what was stored."""
-    given = _spec(row, "mac_address", "")
+    given = identity(row, "mac")
     if not given:
         return default_mac(row.device_id)
     mac = normalize_mac(given)
@@ -155,11 +164,11 @@ def _pci_source(parent: Element, address: HostAddress, typed: bool) -> None:
 def interface(planned: PlannedDevice, definition: VmDefinition) -> Element:
     row = planned.row
     if row.device == "hostdev":  # SR-IOV virtual function passed through
-        element = etree.Element("interface", type="hostdev", managed="yes")
+        element = _element("interface", type="hostdev", managed="yes")
         _sub(element, "mac", address=nic_mac(row))
         _pci_source(element, _host_address(definition, row, ("pci",)), typed=True)
     else:
-        element = etree.Element("interface", type="bridge")
+        element = _element("interface", type="bridge")
         _sub(element, "mac", address=nic_mac(row))
         _sub(element, "model", type=_spec(row, "model", "virtio"))
         _sub(element, "source", bridge=_spec(row, "network", "ovirtmgmt"))
@@ -174,7 +183,7 @@ def hostdev(planned: PlannedDevice, definition: VmDefinition) -> Element:
     row = planned.row
     kinds = (row.device,) if row.device in ("pci", "usb", "scsi") else ("pci", "usb", "scsi")
     address = _host_address(definition, row, kinds)
-    element = etree.Element("hostdev", mode="subsystem", type=address.kind)
+    element = _element("hostdev", mode="subsystem", type=address.kind)
     if address.kind == "pci":
         element.set("managed", "yes")
         _pci_source(element, address, typed=False)
@@ -202,7 +211,7 @@ def mdev(planned: PlannedDevice, definition: VmDefinition) -> Element:
     uuid = mdev_uuid(planned.row)
     if uuid is None:
         raise _need(definition, planned.row, "host_device mdev_<uuid> or spec_params.uuid")
-    element = etree.Element("hostdev", mode="subsystem", type="mdev",
+    element = _element("mdev", mode="subsystem", type="mdev",
                             model=_spec(planned.row, "model", "vfio-pci"))
     source = _sub(element, "source")
     _sub(source, "address", uuid=uuid)
@@ -215,9 +224,8 @@ def mdev(planned: PlannedDevice, definition: VmDefinition) -> Element:
 def controller(planned: PlannedDevice, definition: VmDefinition) -> Element:
     row = planned.row
     kind = "scsi" if row.device == "virtio-scsi" else row.device
-    model = _spec(row, "model", "virtio-scsi" if row.device == "virtio-scsi" else "") or None
-    index = spec_int(row.spec_params.get("index"), 0)
-    element = etree.Element("controller", type=kind, index=str(index))
+    model = identity(row, "model") or None
+    element = _element("controller", type=kind, index=str(identity(row, "index")))
     if model:
         element.set("model", model)
     if kind == "virtio-serial":
@@ -228,20 +236,18 @@ def controller(planned: PlannedDevice, definition: VmDefinition) -> Element:
 def channel(planned: PlannedDevice, definition: VmDefinition) -> Element:
     row = planned.row
     kind = row.device or "unix"
-    element = etree.Element("channel", type=kind)
-    # target_name/target_type: the same keys the channel-target matching rule reads
-    default = "com.redhat.spice.0" if kind == "spicevmc" else "org.qemu.guest_agent.0"
-    name = _spec(row, "target_name", default)
+    element = _element("channel", type=kind)
+    name = identity(row, "target_name")
     if kind == "unix":  # no path given: libvirt picks one in its own channel folder
         _sub(element, "source", mode="bind", path=_spec(row, "path", "") or None)
-    _sub(element, "target", type=_spec(row, "target_type", "virtio"), name=name)
+    _sub(element, "target", type=identity(row, "target_type"), name=name)
     return element
 
 
 def console(planned: PlannedDevice, definition: VmDefinition) -> Element:
     row = planned.row
     path = row.spec_params.get("path")
-    element = etree.Element("console", type="unix" if path else "pty")
+    element = _element("console", type="unix" if path else "pty")
     if path:
         _sub(element, "source", mode="bind", path=str(path))
     _sub(element, "target", type=_spec(row, "target_type", "virtio"), port="0")
@@ -249,14 +255,14 @@ def console(planned: PlannedDevice, definition: VmDefinition) -> Element:
 
 
 def redir(planned: PlannedDevice, definition: VmDefinition) -> Element:
-    return etree.Element("redirdev", bus=_spec(planned.row, "bus", "usb"),
+    return _element("redir", bus=_spec(planned.row, "bus", "usb"),
                          type=planned.row.device or "spicevmc")
 
 
 def input_device(planned: PlannedDevice, definition: VmDefinition) -> Element:
     row = planned.row
     kind = row.device if row.device in ("tablet", "mouse", "keyboard") else "tablet"
-    return etree.Element("input", type=kind,
+    return _element("input", type=kind,
                          bus=_spec(row, "bus", "usb" if kind == "tablet" else "ps2"))
 
 
@@ -272,7 +278,7 @@ def _model(row: DeviceRow, tag: str, default: str) -> str:
 def video(planned: PlannedDevice, definition: VmDefinition) -> Element:
     row = planned.row
     kind = _model(row, "video", "qxl")
-    element = etree.Element("video")
+    element = _element("video")
     if kind == "none":
         _sub(element, "model", type="none")
         return element
@@ -285,7 +291,7 @@ def video(planned: PlannedDevice, definition: VmDefinition) -> Element:
 def graphics(planned: PlannedDevice, definition: VmDefinition) -> Element:
     row = planned.row
     kind = row.device if row.device in ("spice", "vnc") else "spice"
-    element = etree.Element("graphics", type=kind, autoport="yes", port="-1")
+    element = _element("graphics", type=kind, autoport="yes", port="-1")
     if kind == "spice":
         element.set("tlsPort", "-1")
     network = row.spec_params.get("listen_network")
@@ -298,7 +304,7 @@ def graphics(planned: PlannedDevice, definition: VmDefinition) -> Element:
 
 def balloon(planned: PlannedDevice, definition: VmDefinition) -> Element:
     model = _spec(planned.row, "model", "virtio")
-    element = etree.Element("memballoon", model=model)
+    element = _element("balloon", model=model)
     if model != "none":
         _sub(element, "stats", period=str(spec_int(planned.row.spec_params.get("period"), 5)))
     return element
@@ -310,72 +316,59 @@ RNG_SOURCES = {"urandom": "/dev/urandom", "random": "/dev/random", "hwrng": "/de
 def rng(planned: PlannedDevice, definition: VmDefinition) -> Element:
     row = planned.row
     source = _spec(row, "source", "urandom")
-    element = etree.Element("rng", model=_model(row, "rng", "virtio"))
+    element = _element("rng", model=_model(row, "rng", "virtio"))
     _sub(element, "backend", model="random").text = RNG_SOURCES.get(source, source)
     return element
 
 
 def watchdog(planned: PlannedDevice, definition: VmDefinition) -> Element:
     row = planned.row
-    return etree.Element("watchdog", model=_model(row, "watchdog", "i6300esb"),
+    return _element("watchdog", model=_model(row, "watchdog", "i6300esb"),
                          action=_spec(row, "action", "none"))
 
 
 def sound(planned: PlannedDevice, definition: VmDefinition) -> Element:
-    return etree.Element("sound", model=_model(planned.row, "sound", "ich6"))
+    return _element("sound", model=_model(planned.row, "sound", "ich6"))
 
 
 def smartcard(planned: PlannedDevice, definition: VmDefinition) -> Element:
-    return etree.Element("smartcard", mode=_spec(planned.row, "mode", "passthrough"),
+    return _element("smartcard", mode=_spec(planned.row, "mode", "passthrough"),
                          type="spicevmc")
 
 
 def tpm(planned: PlannedDevice, definition: VmDefinition) -> Element:
     row = planned.row
-    element = etree.Element("tpm", model=_model(row, "tpm", "tpm-crb"))
+    element = _element("tpm", model=_model(row, "tpm", "tpm-crb"))
     _sub(element, "backend", type="emulator", version=_spec(row, "version", "2.0"))
     return element
 
 
 def panic(planned: PlannedDevice, definition: VmDefinition) -> Element:
-    return etree.Element("panic", model=_model(planned.row, "panic", "isa"))
+    return _element("panic", model=_model(planned.row, "panic", "isa"))
 
 
 def memory(planned: PlannedDevice, definition: VmDefinition) -> Element:
     row = planned.row
-    element = etree.Element("memory", model=_spec(row, "model", "dimm"))
+    element = _element("memory", model=_spec(row, "model", "dimm"))
     target = _sub(element, "target")
     _sub(target, "size", unit="MiB").text = str(dimm_size_mib(row))
-    _sub(target, "node").text = str(spec_int(row.spec_params.get("node"), 0))
+    _sub(target, "node").text = str(identity(row, "node"))
     return element
 
 
 def dimm_size_mib(row: DeviceRow) -> int:
-    return spec_int(row.spec_params.get("size"), 1024)
+    return int(identity(row, "size"))
 
 
-WRITERS: dict[str, Writer] = {
-    "controller": controller,
-    "disk": disk,
-    "interface": interface,
-    "hostdev": hostdev,
-    "mdev": mdev,
-    "input": input_device,
-    "channel": channel,
-    "console": console,
-    "graphics": graphics,
-    "video": video,
-    "sound": sound,
-    "smartcard": smartcard,
-    "redir": redir,
-    "rng": rng,
-    "watchdog": watchdog,
-    "tpm": tpm,
-    "panic": panic,
-    "balloon": balloon,
-    "memory": memory,
-    "lease": lease,
+_WRITER_BY_TYPE: dict[str, Writer] = {
+    "controller": controller, "disk": disk, "interface": interface, "hostdev": hostdev,
+    "mdev": mdev, "input": input_device, "channel": channel, "console": console,
+    "graphics": graphics, "video": video, "sound": sound, "smartcard": smartcard,
+    "redir": redir, "rng": rng, "watchdog": watchdog, "tpm": tpm, "panic": panic,
+    "balloon": balloon, "memory": memory, "lease": lease,
 }
+# Every kind of the table has its writer (a KeyError at import says which does not).
+WRITERS: dict[str, Writer] = {kind.type: _WRITER_BY_TYPE[kind.type] for kind in KINDS}
 
 
 def device_element(planned: PlannedDevice, definition: VmDefinition) -> Element:

@@ -61,6 +61,10 @@ class Field(NamedTuple):
     path: str
     norm: Norm = Norm.TEXT
     default: Default = None
+    only: tuple[str, ...] = ()  # the `device`s it is written for (empty: every one)
+
+    def written_for(self, device: str) -> bool:
+        return not self.only or device in self.only
 
     @property
     def spec(self) -> str | None:
@@ -119,7 +123,8 @@ KINDS: tuple[Kind, ...] = (
                  Field("model", "spec_params.model", "@model", Norm.TEXT, _controller_model)),
          rules=("controller-index",), unmanaged=Unmanaged.ALWAYS, order=("device", "index")),
     Kind("disk", "disk", "@device", devices=("disk", "cdrom", "floppy", "lun"),
-         fields=(Field("serial", "device_id", "serial", Norm.STRIPPED),
+         # qemu has no serial on floppies or SCSI passthrough (LUNs)
+         fields=(Field("serial", "device_id", "serial", Norm.STRIPPED, only=("disk", "cdrom")),
                  Field("source", "spec_params.path",
                        "source/@file|@dev|@dir|@volume|@name|@path"),
                  Field("target_dev", "spec_params.target_dev", "target/@dev"),
