@@ -10,9 +10,12 @@ import pytest
 from conftest import FIXTURES
 from monitor.cli import main
 from monitor.hosts.fixture import read_fixture
+from monitor.hosts.replay import LoopingReplaySource
 from monitor.store import Store
+from monitor.store.inventory import load_document, read_document
 from monitor.tick.host_tick import TickContext
 from monitor.tick.replay import replay
+from monitor.worker.host_job import HostJob
 
 DEMO = FIXTURES.parent / "monitor" / "demo" / "recording"  # what `monitor run` plays
 FIXTURE_DIRS = sorted(p for p in FIXTURES.iterdir() if (p / "ticks").is_dir()) + [DEMO]
@@ -192,3 +195,23 @@ def test_every_fixture_vm_is_runnable(fixture, domain_rng):
             assert domain_rng.validate(tree), (vm.name, domain_rng.error_log.last_error)
             checked += 1
     assert checked >= 2
+
+
+def test_the_worker_loop_holds_a_locked_vm_in_the_same_tick_as_replay(db_url):
+    """``monitor run`` on a fixture takes a tick's locks.json before that tick's poll,
+    as ``monitor replay`` does: the VM is skipped in tick 2 and applied in tick 3."""
+    replayed, store = run_fixture("hotplug-lock", db_url)
+    store.close()
+    fixture = read_fixture(FIXTURES / "hotplug-lock")
+    with Store.open(db_url) as store:
+        load_document(store, read_document(fixture.inventory_path))
+        seen = []
+        job = HostJob(LoopingReplaySource(fixture, "host-a"),
+                      TickContext(store=store, holder="test-worker", clock=Clock()),
+                      interval_s=1.0, backoff_max_s=1.0, on_summary=seen.append)
+        for _ in fixture.ticks:
+            job()
+    outcome = [(s.applied, s.skipped["locked"]) for s in seen]
+    assert outcome == [(replayed[(n, "host-a")].applied, replayed[(n, "host-a")].skipped["locked"])
+                       for n in (1, 2, 3)]
+    assert outcome[1:] == [(0, 1), (1, 0)]

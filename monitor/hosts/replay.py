@@ -8,7 +8,8 @@ A recorded ``"refused"`` lets the poll answer and makes the dump raise
 
 ``LoopingReplaySource`` is one host across a whole fixture for ``monitor run``'s demo:
 each poll moves on to the next tick where that host appears, starting again after
-the last one.
+the last one. Its ``held_locks`` are those of the tick the *next* poll plays: the job
+takes them before it polls, as ``monitor replay`` does.
 """
 
 from __future__ import annotations
@@ -81,8 +82,9 @@ def tick_sources(tick: Tick) -> tuple[ReplayHostSource, ...]:
 class LoopingReplaySource:
     """One host replayed forever: every poll plays the next tick where it appears.
 
-    ``dump`` and ``held_locks`` answer for the tick of the last poll (before the first
-    poll there is none: no locks, and a dump is a caller's bug).
+    ``dump`` answers for the tick of the last poll (before the first poll there is
+    none: a dump is a caller's bug); ``held_locks`` for the tick the next poll plays,
+    since a device command holds its locks before the poll that sees its VM.
     """
 
     def __init__(self, fixture: Fixture, host: str) -> None:
@@ -111,7 +113,7 @@ class LoopingReplaySource:
         return self._current.dump(vm_ids)
 
     def held_locks(self) -> frozenset[str]:
-        return self._current.held_locks() if self._current else frozenset()
+        return self._ticks[self._next].locks
 
     def close(self) -> None:
         self._current = None
