@@ -307,6 +307,35 @@ def host_timeout() -> None:
     s.host("host-a", {a.id: ("Up", xml[a.id])})
 
 
+def vm_vanished() -> None:
+    """VMs their host stops reporting (a transient VM destroyed there). ``gone`` is Down
+    after two successful polls of host-a without it (ticks 2 and 5): host-a's failed
+    poll (tick 3) and a tick that does not poll host-a (tick 4) neither count nor reset.
+    ``flaky`` misses one poll, is reported again, misses one more: still Up. ``source``
+    (Migration Source) is left to the hand-over and ``launching`` (WaitForLaunch, never
+    reported) stays as it is. ``restarted``, stored Down on host-a, is reported Up by
+    host-b in tick 4: it moves there and its XML is applied."""
+    s = Scenario("vm-vanished")
+    gone, stays, flaky = vm_record("gone"), vm_record("stays"), vm_record("flaky")
+    source = vm_record("source", status="Migration Source")
+    launching = vm_record("launching", status="WaitForLaunch")
+    restarted = vm_record("restarted", status="Down")
+    vms = [gone, stays, flaky, source, launching, restarted]
+    s.inventory(vms, [r for vm in vms for r in managed_rows(vm)])
+    xml = {vm.id: live_xml(vm, managed_rows(vm) + libvirt_added(vm)) for vm in vms}
+
+    def on_a(*running: VmRecord) -> dict:
+        return {vm.id: ("Up", xml[vm.id]) for vm in running}
+
+    s.next_tick(); s.host("host-a", on_a(gone, stays, flaky)); s.host("host-b", {})
+    s.next_tick(); s.host("host-a", on_a(stays)); s.host("host-b", {})
+    s.next_tick(); s.host_error("host-a", "timeout"); s.host("host-b", {})
+    s.next_tick(); s.host("host-b", {restarted.id: ("Up", xml[restarted.id])})
+    s.next_tick(); s.host("host-a", on_a(stays, flaky)); s.host("host-b", {})
+    s.next_tick(); s.host("host-a", on_a(stays))
+    s.host("host-b", {restarted.id: ("Up", xml[restarted.id])})
+
+
 def _refuse(s: Scenario, host: str) -> None:
     """Rewrite this tick's answer of ``host`` as 'answered the poll, refused the dump'."""
     path = s.writer.tick_dir(s.tick) / f"{host}.json"
@@ -378,7 +407,7 @@ SCENARIOS = {
     "nic-unplug-replug": nic_unplug_replug, "dimm-hotplug": dimm_hotplug,
     "pre-user-aliases": pre_user_aliases, "migration": migration,
     "agent-restart": agent_restart, "malformed-xml": malformed_xml,
-    "host-timeout": host_timeout, "demo": demo,
+    "host-timeout": host_timeout, "vm-vanished": vm_vanished, "demo": demo,
 }
 
 

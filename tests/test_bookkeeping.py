@@ -8,7 +8,15 @@ import pytest
 
 from monitor.hosts.source import VmReport
 from monitor.model.rows import VmRecord
-from monitor.tick.bookkeeping import NOT_RECONCILED, RECONCILED, Decision, Skip, plan
+from monitor.tick.bookkeeping import (
+    NOT_RECONCILED,
+    RECONCILED,
+    Decision,
+    Skip,
+    Vanishing,
+    plan,
+    vanished,
+)
 
 VM = "11111111-0000-4000-8000-000000000001"
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -149,3 +157,50 @@ def test_plan_is_sorted_by_vm_and_counts_skips():
     assert result.to_fetch == [ids[0]]
     assert result.skipped == {Skip.UNCHANGED: 2, Skip.UNKNOWN_VM: 1}
     assert Skip.KNOWN_BAD.value == "known-bad-hash"
+
+
+@pytest.mark.parametrize("host, report, record, expected", [
+    pytest.param("b", VmReport("Up", "h2"), vm(status="Down"),
+                 fetch("h2", status="Up", host="b"), id="down-vm-up-elsewhere-moves-and-fetched"),
+    pytest.param("b", VmReport("Up", "h1"), vm(status="Down"),
+                 fetch("h1", status="Up", host="b"), id="fetched-even-with-the-stored-hash"),
+    pytest.param("a", VmReport("Up", "h1"), vm(status="Down"),
+                 fetch("h1", status="Up"), id="down-vm-up-on-its-own-host-fetched"),
+    pytest.param("b", VmReport("Up", None), vm(status="Down", host=None),
+                 skip(Skip.NO_HASH, None, status="Up", host="b"), id="no-hash-moves-only"),
+    pytest.param("b", VmReport("Up", "bad"), vm(status="Down", last_error_hash="bad"),
+                 skip(Skip.KNOWN_BAD, "bad", status="Up", host="b"), id="known-bad-moves-only"),
+    pytest.param("b", VmReport("Paused", "h2"), vm(status="Down"),
+                 skip(Skip.OTHER_HOST, "h2"), id="down-vm-paused-elsewhere-ignored"),
+    pytest.param("b", VmReport("Up", "h2"), vm(status="Down", hash_time=LATER),
+                 skip(Skip.OLDER_REPORT, "h2"), id="older-report-moves-nothing"),
+])
+def test_a_down_vm_reported_up_moves_there_and_is_fetched(host, report, record, expected):
+    result = plan(host, {VM: report}, NOW, {VM: record})
+    assert result.decisions == (expected,)
+
+
+A, B, C, D = (f"{n}0000000-0000-4000-8000-000000000000" for n in "abcd")
+
+
+@pytest.mark.parametrize("on_host, reported, misses, expected", [
+    pytest.param({A: "Up"}, {A}, {A: 1}, Vanishing((), {}), id="reported-resets"),
+    pytest.param({A: "Up"}, set(), {}, Vanishing((), {A: 1}), id="first-miss-counts"),
+    pytest.param({A: "Paused"}, set(), {A: 1}, Vanishing((A,), {}), id="second-miss-is-down"),
+    pytest.param({A: "Migration Source", B: "WaitForLaunch", C: "Down", D: "Saving State"},
+                 set(), {A: 1, B: 1, C: 1, D: 1}, Vanishing((), {}),
+                 id="migration-source-and-not-reconciled-never-vanish"),
+    pytest.param({A: "Up", B: "Powering up"}, {C}, {B: 1, C: 1}, Vanishing((B,), {A: 1}),
+                 id="each-vm-counted-alone"),
+    pytest.param({}, set(), {A: 1}, Vanishing((), {}), id="moved-away-forgotten"),
+])
+def test_vanished(on_host, reported, misses, expected):
+    assert vanished(on_host, reported, misses) == expected
+
+
+def test_vanished_for_every_reconciled_status_but_migration_source():
+    on_host = {f"{n:08d}-0000-4000-8000-000000000000": status
+               for n, status in enumerate(sorted(RECONCILED | NOT_RECONCILED))}
+    first = vanished(on_host, set(), {})
+    second = vanished(on_host, set(), first.misses)
+    assert {on_host[vm_id] for vm_id in second.down} == RECONCILED - {"Migration Source"}

@@ -136,6 +136,25 @@ def test_migration_moves_the_vm_and_ignores_the_late_source(db_url):
     assert (vm["host"], vm["status"]) == ("host-b", "Up")
 
 
+def test_vanished_vm_is_down_after_two_successful_polls_logged_once(db_url, caplog):
+    with caplog.at_level("WARNING", logger="monitor.tick"):
+        ticks, store = run_fixture("vm-vanished", db_url)
+    assert [n for (n, host), summary in sorted(ticks.items()) if summary.vanished] == [5]
+    assert ticks[(5, "host-a")].vanished == 1
+    statuses = {name: (vm_named(store, name)["host"], vm_named(store, name)["status"])
+                for name in ("gone", "stays", "flaky", "source", "launching", "restarted")}
+    assert statuses == {"gone": ("host-a", "Down"), "stays": ("host-a", "Up"),
+                        "flaky": ("host-a", "Up"), "source": ("host-a", "Migration Source"),
+                        "launching": ("host-a", "WaitForLaunch"),
+                        "restarted": ("host-b", "Up")}
+    assert ticks[(4, "host-b")].applied == 1  # moved from Down, and fetched
+    gone = vm_named(store, "gone")["id"]
+    with store.transaction() as tx:  # its rows stay as the last report left them
+        assert all(r["is_plugged"] for r in tx.export([gone])["devices"])
+    logged = [r for r in caplog.records if r.getMessage().startswith("vanished")]
+    assert [(r.host, r.vm) for r in logged] == [("host-a", gone)]
+
+
 def test_nic_replug_keeps_one_row(db_url):
     ticks, store = run_fixture("nic-unplug-replug", db_url)
     assert ticks[(2, "host-a")].unplugged == 1

@@ -245,3 +245,14 @@ def test_outcome_and_what_counts_as_a_good_tick(summary, outcome, good):
     assert metrics.registry.get_sample_value(
         "monitor_last_successful_tick_timestamp_seconds", {"host": "h"}) == (5.0 if good else 0.0)
     assert metrics.health(60).hosts[0].good_ticks == int(good)
+
+
+def test_vanished_vms_are_counted_per_host_from_zero():
+    metrics = TickMetrics(["host-a", "host-b"])
+    metrics.observe(TickSummary(host="host-a", vanished=2))
+    samples = {(s.name, frozenset(s.labels.items())): s.value
+               for family in text_string_to_metric_families(metrics.exposition().decode())
+               for s in family.samples}
+    assert value(samples, "monitor_vms_vanished_total", host="host-a") == 2
+    assert ("monitor_vms_vanished_total", frozenset({("host", "host-b")})) in samples
+    assert "vanished=2" in TickSummary(host="host-a", vanished=2).line()

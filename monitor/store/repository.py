@@ -198,6 +198,21 @@ class Tx:
         query = sa.select(*VM_COLUMNS).where(vms.c.host == host)
         return {row[0]: VmRecord(*row) for row in self._connection.execute(query)}
 
+    def statuses_on_host(self, host: str) -> dict[str, str | None]:
+        """The stored status of every VM the DB places on ``host`` (for vanished VMs)."""
+        query = sa.select(vms.c.id, vms.c.status).where(vms.c.host == host)
+        return {vm_id: status for vm_id, status in self._connection.execute(query)}
+
+    def set_down_if_still(self, vm_id: str, host: str, status: str | None) -> bool:
+        """``Down``, only if the VM is still on ``host`` with ``status`` (a hand-over or
+        another writer since it was read wins); whether it was written."""
+        statement = (
+            sa.update(vms)
+            .where(vms.c.id == vm_id, vms.c.host == host, vms.c.status == status)
+            .values(status="Down", version=vms.c.version + 1)
+        )
+        return self._connection.execute(statement).rowcount == 1
+
     def upsert_vm(self, vm: VmRecord) -> None:
         self._upsert_vms([vm])
 

@@ -10,20 +10,30 @@ The rules, for each reported VM, in order:
 2. reported before the stored hash's report time -> skip ``older-report``; a stored
    report time later than ``now`` (the database's clock when the VMs were read) comes
    from before a clock step back and is not trusted (``monitor.clock.older_than_stored``);
-3. from a host that does not run it -> skip ``other-host``, except ``Up`` while the
+3. ``Up`` while the stored status is ``Down`` (a migration that finished between two
+   polls, a restart elsewhere, a VM started again) -> the VM moves to this host with
+   status ``Up`` and is fetched, even when its hash is the stored one (not without a
+   hash, nor with the hash known to be bad);
+4. from a host that does not run it -> skip ``other-host``, except ``Up`` while the
    stored status is ``Migration Source``: the migration's hand-over, the VM moves to
    this host with status ``Up`` and goes on through the hash rules;
-4. a status outside both sets below -> skip ``unknown-status`` (the caller logs it);
-5. from its own host, a status that differs is stored, whatever it is; only the
+5. a status outside both sets below -> skip ``unknown-status`` (the caller logs it);
+6. from its own host, a status that differs is stored, whatever it is; only the
    RECONCILED statuses go on to the hash rules, the others skip ``not-reconciled``;
-6. no hash yet -> ``no-hash``; the stored hash -> ``unchanged``; the hash whose XML
+7. no hash yet -> ``no-hash``; the stored hash -> ``unchanged``; the hash whose XML
    failed last time -> ``known-bad-hash``; any other hash -> fetch.
+
+And for the VMs a successful poll did not report, ``vanished`` (docs/worker.md, "A VM
+that vanished"): a VM the DB places on the polled host with a RECONCILED status other
+than ``Migration Source`` that ``VANISHED_AFTER`` consecutive successful polls of that
+host did not report becomes ``Down``. The count is the caller's memory, passed in and
+handed back; failed polls and ticks that did not poll the host do not call this.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime, timezone
 from enum import Enum
 from typing import NamedTuple, Protocol
@@ -32,7 +42,9 @@ from monitor.clock import older_than_stored
 from monitor.model.rows import VmRecord
 
 UP = "Up"
+DOWN = "Down"
 MIGRATION_SOURCE = "Migration Source"
+VANISHED_AFTER = 2  # consecutive successful polls of its host without the VM
 RECONCILED = frozenset(
     {"Up", "Paused", "Powering up", "Powering down", "Rebooting", "Migration Source"}
 )
@@ -126,7 +138,7 @@ def decide(
     host: str, vm_id: str, report: Reported, report_time: datetime, record: VmRecord | None,
     now: datetime | None = None,
 ) -> Decision:
-    """One VM's decision (rules 1-5; the hash rules are ``_by_hash``)."""
+    """One VM's decision (rules 1-6; the hash rules are ``_by_hash``)."""
     reported_hash = report.hash or None  # "" is "not yet" too
 
     def skip(reason: Skip, status: str | None = None) -> Decision:
@@ -137,6 +149,9 @@ def decide(
     stored_time = None if record.hash_time is None else _as_utc(record.hash_time)
     if older_than_stored(report_time, stored_time, now):
         return skip(Skip.OLDER_REPORT)
+    if report.status == UP and record.status == DOWN:
+        moved = host if record.host != host else None
+        return _started_again(Decision(vm_id, False, None, UP, moved, reported_hash), record)
     if record.host != host:
         if report.status == UP and record.status == MIGRATION_SOURCE:
             return _by_hash(Decision(vm_id, False, None, UP, host, reported_hash), record)
@@ -149,8 +164,17 @@ def decide(
     return _by_hash(Decision(vm_id, False, None, new_status, None, reported_hash), record)
 
 
+def _started_again(decision: Decision, record: VmRecord) -> Decision:
+    """Rule 3: a VM that was ``Down`` runs again; its devices are read again."""
+    if decision.hash is None:
+        return decision._replace(skip=Skip.NO_HASH)
+    if decision.hash == record.last_error_hash and decision.hash != record.hash:
+        return decision._replace(skip=Skip.KNOWN_BAD)
+    return decision._replace(fetch=True)
+
+
 def _by_hash(decision: Decision, record: VmRecord) -> Decision:
-    """Rule 6: fetch only a hash that is set, new, and not known to be bad."""
+    """Rule 7: fetch only a hash that is set, new, and not known to be bad."""
     if decision.hash is None:
         return decision._replace(skip=Skip.NO_HASH)
     if decision.hash == record.hash:
@@ -163,3 +187,29 @@ def _by_hash(decision: Decision, record: VmRecord) -> Decision:
 def _as_utc(moment: datetime) -> datetime:
     """A naive datetime (as some DBs hand back) is UTC by the engine's convention."""
     return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+class Vanishing(NamedTuple):
+    """What one successful poll of a host says about the VMs it did not report."""
+
+    down: tuple[str, ...]  # VMs to store ``Down``, sorted
+    misses: dict[str, int]  # the others still missing: consecutive polls without them
+
+
+def vanished(on_host: Mapping[str, str | None], reported: Collection[str],
+             misses: Mapping[str, int]) -> Vanishing:
+    """``on_host``: the stored status of every VM the DB places on the polled host;
+    ``reported``: the VM ids its poll returned; ``misses``: the count handed back by
+    the previous successful poll of that host. A VM reported, or no longer stored on
+    the host with a status that is watched, starts again from zero."""
+    down: list[str] = []
+    still: dict[str, int] = {}
+    for vm_id, status in on_host.items():
+        if vm_id in reported or status not in RECONCILED or status == MIGRATION_SOURCE:
+            continue
+        count = misses.get(vm_id, 0) + 1
+        if count >= VANISHED_AFTER:
+            down.append(vm_id)
+        else:
+            still[vm_id] = count
+    return Vanishing(tuple(sorted(down)), still)

@@ -5,7 +5,9 @@ source differs. A VM's new hash is written only in the transaction that applied 
 XML (``adapters.database``); everything that goes wrong leaves the old hash, so the
 next tick tries again:
 
-* the host fails to answer the poll or the dump -> nothing written but statuses;
+* the host fails to answer the poll or the dump -> nothing written but statuses (and
+  a failed poll changes no status at all);
+* a VM of this host that two successful polls in a row did not report -> ``Down``;
 * a VM's devices lock is held (a device command is changing it) -> skipped;
 * the dump leaves a VM out -> retried next tick;
 * a malformed XML, one over the limits, or one for another VM -> ``last_error_hash``/
@@ -51,7 +53,7 @@ from monitor.model.changes import VmChanges
 from monitor.model.domain import ParsedDomain
 from monitor.settings import Limits
 from monitor.store import Fence, Store
-from monitor.tick.bookkeeping import Plan, Skip, plan
+from monitor.tick.bookkeeping import VANISHED_AFTER, Plan, Skip, plan, vanished
 from monitor.tick.logged_once import LoggedOnce, device_identity
 from monitor.tick.summary import TickSummary
 
@@ -74,6 +76,9 @@ class TickContext:
     # Per host: devices locks (by token) a tick failing on the DB could not release;
     # that host's next tick releases them (the VMs it then skips would stay locked).
     unreleased: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    # Per host: VMs stored on it that its last successful polls did not report, and for
+    # how many polls in a row (bookkeeping.vanished; kept in memory, docs/worker.md).
+    missing: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # The database's clock on SQLite (docs/operations.md, "Clocks").
@@ -117,7 +122,8 @@ def run_tick(source: HostSource, context: TickContext) -> TickSummary:
 def _tick(source: HostSource, context: TickContext, summary: TickSummary) -> None:
     host = source.name
     try:
-        reports = _checked_reports(context, source.poll(), summary)
+        polled = source.poll()
+        reports = _checked_reports(context, polled, summary)
     except HostError as error:
         _host_failed(summary, error, "poll")
         return
@@ -128,6 +134,7 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary) -> Non
     with context.store.transaction() as tx:
         stored = tx.vms(reports)
         read_at = tx.now(context.process_utc)
+        on_host = tx.statuses_on_host(host)
         for token, vm_ids in leftover.items():
             tx.release_locks(vm_ids, context.holder, token)
     context.unreleased.pop(host, None)
@@ -135,6 +142,7 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary) -> Non
     _log_skips(context, host, decided, reports)
     summary.skipped.update({reason.value: count for reason, count in decided.skipped.items()})
     _store_statuses(context, fence, decided)
+    _store_vanished(context, fence, host, on_host, polled, summary)
     fault_point("after-plan")
 
     held = _lock(context, fence, decided.to_fetch, summary)
@@ -232,6 +240,25 @@ def _store_statuses(context: TickContext, fence: Fence, decided: Plan) -> None:
         if decision.host is not None:
             log.info("migration hand-over: VM now runs here",
                      extra=fields(host=decision.host, vm=decision.vm_id))
+
+
+def _store_vanished(context: TickContext, fence: Fence, host: str,
+                    on_host: Mapping[str, str | None], polled: Mapping,
+                    summary: TickSummary) -> None:
+    """VMs of this host that its successful polls stopped reporting become ``Down``
+    (docs/worker.md, "A VM that vanished"); each is logged once, when it is stored."""
+    found = vanished(on_host, polled, context.missing.get(host, {}))
+    context.missing[host] = found.misses
+    if not found.down:
+        return
+    with context.store.transaction() as tx:
+        fence.check(tx)  # like statuses: host-wide, no devices lock of their own
+        down = [vm_id for vm_id in found.down
+                if tx.set_down_if_still(vm_id, host, on_host[vm_id])]
+    summary.vanished += len(down)
+    for vm_id in down:
+        log.warning("vanished: not reported by %d polls of its host in a row, now Down",
+                    VANISHED_AFTER, extra=fields(host=host, vm=vm_id, kind="vanished"))
 
 
 def _lock(context: TickContext, fence: Fence, vm_ids: Sequence[str],

@@ -20,6 +20,7 @@ class TickSummary:
     deleted: int = 0
     foreign: int = 0
     conflicts: int = 0
+    vanished: int = 0  # VMs of this host stored Down: no longer reported
     skipped: Counter = field(default_factory=Counter)  # bookkeeping reasons, 'locked'
     errors: Counter = field(default_factory=Counter)  # by kind: xml, missing, db, host-*
     host_error: str | None = None
@@ -49,6 +50,7 @@ class TickSummary:
             f"deleted={self.deleted}",
             f"foreign={self.foreign}",
             f"conflicts={self.conflicts}",
+            f"vanished={self.vanished}",
             f"skipped[{skipped or '-'}]",
             f"errors[{errors or '-'}]",
             f"time={self.duration_s * 1000:.0f}ms",
@@ -60,7 +62,7 @@ class TickSummary:
     def add(self, other: "TickSummary") -> None:
         """Fold another tick's counts into this one (replay totals)."""
         for name in ("polled", "fetched", "applied", "changed", "rows_written", "new",
-                     "unplugged", "deleted", "foreign", "conflicts", "duration_s"):
+                     "unplugged", "deleted", "foreign", "conflicts", "vanished", "duration_s"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.rules.update(other.rules)
         self.skipped.update(other.skipped)

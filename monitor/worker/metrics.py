@@ -108,6 +108,8 @@ class TickMetrics:
         self.deleted = counter("monitor_devices_deleted", "Unmanaged rows deleted.")
         self.foreign = counter("monitor_devices_foreign", "Reported devices that are no row.")
         self.conflicts = counter("monitor_conflicts", "Ambiguous matches left alone.")
+        self.vanished = counter("monitor_vms_vanished",
+                                "VMs stored Down: their host's polls stopped reporting them.")
         self.skipped = counter("monitor_vms_skipped", "Reported VMs not fetched, by reason.",
                                ("host", "reason"))
         self.errors = counter("monitor_errors", "Errors, by kind (see docs/operations.md).",
@@ -119,7 +121,7 @@ class TickMetrics:
                                ("host",), registry=registry)
         self._per_host = (self.polled, self.fetched, self.applied, self.rows, self.new,
                           self.unplugged, self.deleted, self.foreign, self.conflicts,
-                          self.last_good)
+                          self.vanished, self.last_good)
 
     def observe(self, summary: TickSummary) -> None:
         """Count one tick: ``TickContext.on_tick``."""
@@ -132,7 +134,8 @@ class TickMetrics:
                                (self.unplugged, summary.unplugged),
                                (self.deleted, summary.deleted),
                                (self.foreign, summary.foreign),
-                               (self.conflicts, summary.conflicts)):
+                               (self.conflicts, summary.conflicts),
+                               (self.vanished, summary.vanished)):
             counter.labels(host).inc(value)
         for labelled, counts in ((self.matched, summary.rules), (self.skipped, summary.skipped),
                                  (self.errors, summary.errors)):
