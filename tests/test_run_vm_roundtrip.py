@@ -110,17 +110,40 @@ def test_generate_start_poll_round_trip(conn, db_url):
     assert final[removed.device_id]["address"] == {}
 
 
-def test_start_command_records_the_host(conn, tmp_path, capsys):
+def test_start_command_records_the_configured_host(conn, tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'm.db'}"
+    config = tmp_path / "monitor.toml"
+    config.write_text('[[hosts]]\nname = "test-a"\nuri = "test:///default"\n')
     store = Store.open(url)
     vm = unique_vm("cli")
     load(store, vm, rows_for(vm))
-    assert main(["start", vm.id, "--host", "test:///default", "--db", url]) == 0
-    assert f"started VM {vm.id} on localhost" in capsys.readouterr().out
+    assert main(["start", vm.id, "--host", "test:///default", "--db", url,
+                 "--config", str(config)]) == 0
+    out, err = capsys.readouterr()
+    assert f"started VM {vm.id} on test-a" in out and err == ""
     assert conn.lookupByUUIDString(vm.id).isActive()
     with store.transaction() as tx:
         stored = tx.vm(vm.id)
-    assert (stored.host, stored.status) == ("localhost", "WaitForLaunch")
+    assert (stored.host, stored.status) == ("test-a", "WaitForLaunch")
+
+
+def test_start_without_a_configured_host_needs_a_name_and_warns(conn, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    store = Store.open(url)
+    vm = unique_vm("named")
+    load(store, vm, rows_for(vm))
+    assert main(["start", vm.id, "--host", "test:///default", "--db", url]) == 2
+    err = capsys.readouterr().err
+    assert err == ("monitor: error: --host test:///default: no config file; give --host-name "
+                   "NAME, the name the worker polls this host by\n")
+    assert vm.id not in {d.UUIDString() for d in conn.listAllDomains()}  # nothing started
+    assert main(["start", vm.id, "--host", "test:///default", "--host-name", "lab1",
+                 "--db", url]) == 0
+    out, err = capsys.readouterr()
+    assert err == ("monitor: warning: host lab1 is in no configuration (no config file): "
+                   "no worker reading it reconciles this VM\n")
+    with store.transaction() as tx:
+        assert tx.vm(vm.id).host == "lab1"
 
 
 class _RefusingHost:
@@ -193,7 +216,8 @@ def test_start_is_transient(conn, tmp_path):
 
 def test_start_unknown_vm_is_one_line(tmp_path, capsys, libvirt_module):
     url = f"sqlite:///{tmp_path / 'm.db'}"
-    assert main(["start", str(uuid.uuid4()), "--host", "test:///default", "--db", url]) == 2
+    assert main(["start", str(uuid.uuid4()), "--host", "test:///default", "--host-name", "h",
+                 "--db", url]) == 2
     err = capsys.readouterr().err
     assert err.startswith("monitor: error: no VM with id") and err.count("\n") == 1
 

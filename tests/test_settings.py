@@ -143,3 +143,44 @@ def test_a_fixture_host_must_be_named_after_one_of_the_fixture_hosts(tmp_path, c
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"monitor: error: {FIXTURES / 'migration'}: host lab is polled in no tick; "
                    "name the host after one of the fixture's hosts: host-a, host-b"]
+
+
+A = host_settings(name="a", uri="qemu+ssh://a/system")
+B = host_settings(name="b", uri="qemu:///system")
+B2 = host_settings(name="b2", uri="qemu:///system")
+REPLAYED = host_settings(name="r", fixture="fixtures/vm-start")
+
+
+@pytest.mark.parametrize("uri, given, hosts, expected", [
+    pytest.param("qemu+ssh://a/system", None, (A, B), ("a", None), id="named-by-uri"),
+    pytest.param("qemu+ssh://a/system", "a", (A, B), ("a", None), id="given-and-configured"),
+    pytest.param("qemu+ssh://a/system", "x", (A,),
+                 ("x", "host x is in no configuration (config c.toml): no worker reading it "
+                       "reconciles this VM"), id="given-unknown-warns"),
+    pytest.param("qemu:///system", "a", (A,),
+                 ("a", "host a has another URI in config c.toml (qemu+ssh://a/system): no "
+                       "worker reading it reconciles this VM"), id="given-with-another-uri-warns"),
+    pytest.param("qemu:///system", "b2", (B, B2), ("b2", None), id="two-names-one-uri-given"),
+])
+def test_start_records_a_host_the_worker_knows(uri, given, hosts, expected):
+    from monitor.commands.start import host_name_for
+
+    assert tuple(host_name_for(uri, given, hosts, "c.toml")) == expected
+
+
+@pytest.mark.parametrize("uri, hosts, path, message", [
+    pytest.param("qemu:///system", (A, REPLAYED), "c.toml",
+                 "--host qemu:///system: no [[hosts]] has this URI; give --host-name NAME",
+                 id="no-host-has-the-uri"),
+    pytest.param("qemu:///system", (B, B2), "c.toml",
+                 "--host qemu:///system: [[hosts]] b and b2 have this URI; give --host-name",
+                 id="two-hosts-have-the-uri"),
+    pytest.param("qemu:///system", (), None, "--host qemu:///system: no config file; give",
+                 id="no-config-file"),
+])
+def test_start_without_a_known_host_needs_its_name(uri, hosts, path, message):
+    from monitor.commands.start import host_name_for
+
+    with pytest.raises(UsageError) as raised:
+        host_name_for(uri, None, hosts, path)
+    assert str(raised.value).startswith(message)

@@ -14,21 +14,48 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Sequence
 from datetime import datetime, timezone
-from urllib.parse import urlsplit
+from typing import NamedTuple
 
 from monitor.domxml.builder import build_domain_xml
 from monitor.errors import UsageError
+from monitor.settings import HostSettings
 from monitor.store import Store
 
 WAIT_FOR_LAUNCH = "WaitForLaunch"
 LOCK_TTL_S = 300
 
 
-def default_host_name(uri: str) -> str:
-    """The host part of a libvirt URI (``qemu+ssh://host1/system`` -> ``host1``), else
-    ``localhost`` for a local URI (``qemu:///system``, ``test:///default``)."""
-    return urlsplit(uri).hostname or "localhost"
+class HostName(NamedTuple):
+    """The name ``start`` records the VM's host by, and why a worker may not know it."""
+
+    name: str
+    warning: str | None
+
+
+def host_name_for(uri: str, given: str | None, configured: Sequence[HostSettings],
+                  config_path: str | None) -> HostName:
+    """The name of the configured ``[[hosts]]`` with this URI, else ``--host-name``
+    (required then); a warning when no configured host has that name and URI: every
+    tick would skip the VM as ``other-host`` (docs/run-vm.md, "Starting a VM")."""
+    by_uri = sorted({host.name for host in configured if host.uri == uri})
+    if given is None:
+        if len(by_uri) == 1:
+            return HostName(by_uri[0], None)
+        found = (f"[[hosts]] {' and '.join(by_uri)} have this URI" if by_uri
+                 else "no [[hosts]] has this URI" if config_path else "no config file")
+        raise UsageError(f"--host {uri}: {found}; give --host-name NAME, the name the "
+                         "worker polls this host by")
+    if given in by_uri:
+        return HostName(given, None)
+    named = next((host for host in configured if host.name == given), None)
+    where = f"config {config_path}" if config_path else "no config file"
+    if named is None:
+        why = f"host {given} is in no configuration ({where})"
+    else:
+        why = f"host {given} has another URI in {where} ({named.uri or named.fixture})"
+    return HostName(given, f"{why}: no worker reading it reconciles this VM")
 
 
 def start_vm(store: Store, vm_id: str, source, host_name: str) -> bytes:
