@@ -29,11 +29,13 @@ from monitor.faults import injected
 from monitor.hosts.fixture import read_fixture
 from monitor.hosts.replay import LoopingReplaySource
 from monitor.store import Store
+from monitor.tick.backoff import VmBackoff
 from monitor.tick.host_tick import TickContext
 from monitor.worker.host_job import HostJob
 from worker_runs import (
     BATCH_SIZE,
     HOST,
+    HandClock,
     load_inventory,
     many_states,
     states,
@@ -112,22 +114,15 @@ def _shut(end: socket.socket) -> None:
     end.close()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @contextmanager
 def job_on(url: str, fixture):
     with Store.open(url) as store:
         seen = []
-        clock = Clock()
-        context = TickContext(store=store, holder="worker-under-test", batch_size=BATCH_SIZE)
+        clock = HandClock()
+        context = TickContext(store=store, holder="worker-under-test", batch_size=BATCH_SIZE,
+                              clock=clock, vm_backoff=VmBackoff(base_s=1.0, max_s=60.0))
         job = HostJob(LoopingReplaySource(read_fixture(fixture), HOST), context,
-                      interval_s=1.0, backoff_max_s=60.0, on_summary=seen.append, clock=clock)
+                      interval_s=1.0, backoff_max_s=60.0, on_summary=seen.append)
         yield job, clock, seen
 
 
@@ -150,7 +145,11 @@ def check_fault_then_recovery(url, many, caplog, point, nth, strike: Callable[[s
         assert len(warnings) == 1, [r.getMessage() for r in warnings]
         message = warnings[0].getMessage()
         assert words in message and "\n" not in message and warnings[0].exc_info is None
-        assert job.failures == 1 and clock.now < job.not_before
+        backoff = job.context.vm_backoff
+        if failed_vm is None:  # the database failed: the host backs off
+            assert job.failures == 1 and clock.now < job.not_before
+        else:  # one VM failed alone: it backs off alone, the host goes on
+            assert job.failures == 0 and list(backoff.not_before) == [sorted(many[1])[failed_vm]]
 
         stack.close()
         heal()  # the fault leaves no data of its own: the DB is as the tick left it
@@ -163,11 +162,18 @@ def check_fault_then_recovery(url, many, caplog, point, nth, strike: Callable[[s
         else:
             assert (untouched, len(done)) == ([ids[failed_vm]], COUNT - 1)
 
-        ticks = job.ticks
-        clock.now = job.not_before - 0.01
-        job()
-        assert job.ticks == ticks  # still backing off: no tick
-        clock.now = job.not_before
+        if failed_vm is None:
+            ticks = job.ticks
+            clock.now = job.not_before - 0.01
+            job()
+            assert job.ticks == ticks  # still backing off: no tick
+            clock.now = job.not_before
+        else:
+            (retry_at,) = backoff.not_before.values()
+            clock.now = retry_at - 0.01
+            job()  # the host ticks; the VM still waits
+            assert (seen[-1].applied, seen[-1].skipped["backoff"]) == (0, 1)
+            clock.now = retry_at
         job()
         assert job.failures == 0 and seen[-1].applied == COUNT - len(done)
     assert states(direct_url) == after

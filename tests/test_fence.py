@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from alembic import command
 
 from conftest import FIXTURES
-from monitor.clock import SystemClock
 from monitor.faults import injected
 from monitor.hosts.fixture import read_fixture
 from monitor.hosts.replay import ReplayHostSource
@@ -28,7 +27,7 @@ from monitor.store.inventory import load_document, read_document
 from monitor.store.migrate import alembic_config
 from monitor.store.schema import vm_device_locks
 from monitor.tick.host_tick import TickContext, run_tick
-from worker_runs import HOST, load_inventory, make_many
+from worker_runs import HOST, HandClock, load_inventory, make_many
 
 HOTPLUG = FIXTURES / "disk-hotplug"
 HOTPLUGGED_DISK = "f9548a7f-a242-5a80-b3d3-9301e418e2b0"  # unplugged in the inventory
@@ -140,21 +139,11 @@ def test_an_expired_lock_is_not_held_even_unchanged(db_url):
             assert fence.check(tx, [vm]) == frozenset()
 
 
-class MovedClock(SystemClock):
-    """The system's UTC clock, and a monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-
 @pytest.mark.parametrize("renewal_due", [False, True], ids=["short-tick", "long-tick"])
 def test_a_long_tick_renews_its_locks_in_its_batch_transactions(db_url, tmp_path, renewal_due):
     fixture = make_many(tmp_path / "fixture", 4 * BATCH)
     load_inventory(db_url, fixture)
-    clock = MovedClock()
+    clock = HandClock(1000.0)
     seen: list[dict[str, datetime]] = []
 
     def between_batches(_point: str) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from conftest import REPO
+from monitor.clock import SystemClock
 from monitor.hosts.fixture import read_fixture
 from monitor.hosts.replay import tick_sources
 from monitor.store import Store
@@ -29,6 +30,16 @@ import make_fixtures  # noqa: E402
 
 HOST = "host-a"
 BATCH_SIZE = 5
+
+
+class HandClock(SystemClock):
+    """The system's UTC clock, and a monotonic clock the test moves by hand."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
 
 
 class VmState(NamedTuple):

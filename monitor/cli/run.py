@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from monitor.hosts.fixture import read_fixture
     from monitor.settings import HostSettings
     from monitor.wiring import emit_dicts, open_store, settings_from, tick_context
+    from monitor.tick.backoff import VmBackoff
     from monitor.worker.host_job import HostJob
     from monitor.worker.scheduler import Worker
     from monitor.worker.sources import build_source
@@ -93,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         if demo:
             _load_demo_inventory(store, fixture, output)
         context = tick_context(store, settings, emitters)
+        context.vm_backoff = VmBackoff(base_s=interval, max_s=settings.worker.backoff_max)
         if served:
             context.on_tick = served[0].observe
             print(f"monitor: metrics on {served[1].url}/metrics, health on "

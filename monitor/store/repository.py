@@ -227,6 +227,11 @@ class Tx:
         """Remember the hash whose XML could not be used; the applied hash stays."""
         self._update_vm(vm_id, {"last_error_hash": bad_hash, "last_error": message})
 
+    def record_failure(self, vm_id: str, message: str) -> None:
+        """The last error of a VM whose apply failed in the database: the message only.
+        ``last_error_hash`` stays, so the reported hash is fetched again."""
+        self._update_vm(vm_id, {"last_error": message})
+
     def _update_vm(self, vm_id: str, values: dict[str, Any]) -> None:
         statement = (
             sa.update(vms).where(vms.c.id == vm_id).values(version=vms.c.version + 1, **values)

@@ -53,6 +53,7 @@ from monitor.model.changes import VmChanges
 from monitor.model.domain import ParsedDomain
 from monitor.settings import Limits
 from monitor.store import Fence, Store
+from monitor.tick.backoff import VmBackoff
 from monitor.tick.bookkeeping import VANISHED_AFTER, Plan, Skip, plan, vanished
 from monitor.tick.logged_once import LoggedOnce, device_identity
 from monitor.tick.summary import TickSummary
@@ -79,6 +80,9 @@ class TickContext:
     # Per host: VMs stored on it that its last successful polls did not report, and for
     # how many polls in a row (bookkeeping.vanished; kept in memory, docs/worker.md).
     missing: dict[str, dict[str, int]] = field(default_factory=dict)
+    # VMs that failed alone wait out their own delay (the worker sets it; replay and
+    # bench try every VM every tick).
+    vm_backoff: VmBackoff | None = None
 
     def __post_init__(self) -> None:
         # The database's clock on SQLite (docs/operations.md, "Clocks").
@@ -145,7 +149,7 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary) -> Non
     _store_vanished(context, fence, host, on_host, polled, summary)
     fault_point("after-plan")
 
-    held = _lock(context, fence, decided.to_fetch, summary)
+    held = _lock(context, fence, _not_backing_off(context, decided.to_fetch, summary), summary)
     if not held:
         return
     # A VM's lock is released in the transaction that applies its XML (or records it as
@@ -382,9 +386,7 @@ def _apply_batch(context: TickContext, locks: TickLocks, batch: Sequence[Fetched
         if error.unavailable:
             raise  # VM by VM would fail alike: the whole tick is retried after a backoff
         if len(batch) == 1:
-            summary.errors["db"] += 1
-            log.warning("apply failed, hash kept, retried next tick: %s", error,
-                        extra=fields(host=summary.host, vm=batch[0].vm_id, kind="db"))
+            _vm_failed(context, locks.fence, batch[0].vm_id, error, summary)
             return set()
         log.info("batch of %d VMs failed, retrying one by one: %s", len(batch), error,
                  extra=fields(host=summary.host, kind="db"))
@@ -394,11 +396,44 @@ def _apply_batch(context: TickContext, locks: TickLocks, batch: Sequence[Fetched
         return released
     _lost_locks(summary, lost)
     for converted, changes in applied:
+        if context.vm_backoff is not None:
+            context.vm_backoff.succeeded(converted.vm_id)
         _count(context, summary, converted, changes)
         for emitter in context.emitters:
             emitter.handle(converted.vm_id, converted)
     fault_point("after-commit")
     return {item.vm_id for item in batch}
+
+
+def _not_backing_off(context: TickContext, vm_ids: list[str],
+                     summary: TickSummary) -> list[str]:
+    """The VMs to fetch but those waiting out their own backoff (``skipped[backoff]``)."""
+    if context.vm_backoff is None or not context.vm_backoff.not_before:
+        return vm_ids
+    now = context.clock.monotonic()
+    ready = [vm_id for vm_id in vm_ids if not context.vm_backoff.waiting(vm_id, now)]
+    summary.skipped["backoff"] += len(vm_ids) - len(ready)
+    return ready
+
+
+def _vm_failed(context: TickContext, fence: Fence, vm_id: str, error: StoreError,
+               summary: TickSummary) -> None:
+    """One VM's apply failed alone: count it, record it in its ``last_error`` (its hash
+    stays, so it is fetched again), and back that VM off alone."""
+    summary.errors["db"] += 1
+    delay = None
+    if context.vm_backoff is not None:
+        delay = context.vm_backoff.failed(vm_id, context.clock.monotonic())
+    log.warning("apply failed, hash kept, retried %s: %s",
+                "next tick" if delay is None else f"in {delay:g}s", error,
+                extra=fields(host=summary.host, vm=vm_id, kind="db"))
+    try:
+        with context.store.transaction() as tx:
+            if fence.check(tx, [vm_id]):
+                tx.record_failure(vm_id, str(error))
+    except StoreError as again:  # the VM's own row is what fails: the log line says it
+        log.info("could not record the failure: %s", again,
+                 extra=fields(host=summary.host, vm=vm_id, kind="db"))
 
 
 def _apply(context: TickContext, locks: TickLocks, batch: Sequence[Fetched],

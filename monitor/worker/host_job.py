@@ -2,12 +2,13 @@
 
 A host that times out, refuses or cannot be reached is backed off (the interval,
 doubled per failure up to ``backoff_max``) without delaying other hosts, which have
-jobs of their own. A database failure is retried the same way, logged in one line:
+jobs of their own. A database-wide failure is retried the same way: the tick stopped
+on a StoreError (the DB unreachable, the connection cut, an SQLite file locked), and
+this job logs it in one line, with the delay before the next try.
 
-* the tick stopped on a StoreError (the DB unreachable, the connection cut, an SQLite
-  file locked): this job logs it, with the delay before the next try;
-* a VM failed alone (a lock timeout on its rows): the tick logged that VM's line and
-  went on with the others; this job only backs off, so the retry is not immediate.
+A VM that failed alone (a lock timeout on its rows, a value the database refuses) does
+not back off its host: the tick recorded its ``last_error`` and backs that VM off alone
+(``monitor.tick.backoff``), and its neighbours go on being applied every tick.
 
 What committed stays committed; what did not keeps its old hash and is redone.
 """
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from monitor.errors import StoreError
 from monitor.hosts.source import HostSource
 from monitor.logfields import fields
+from monitor.tick.backoff import doubling_delay
 from monitor.tick.host_tick import TickContext, run_tick
 from monitor.tick.replay import held_by_device_command
 from monitor.tick.summary import TickSummary
@@ -57,15 +59,13 @@ class HostJob:
         self.ticks += 1
         if summary.host_error:
             self._failed(f"host {summary.host_error}")
-        elif summary.errors["db"]:
-            self._failed(f"{summary.errors['db']} VMs not applied (database)", logging.INFO)
-        else:
+        else:  # a VM that failed alone backs off alone (the tick's VmBackoff)
             self.failures = 0
         self.on_summary(summary)
 
     def _failed(self, what: str, level: int = logging.WARNING) -> None:
         self.failures += 1
-        delay = min(self.interval_s * 2 ** self.failures, self.backoff_max_s)
+        delay = doubling_delay(self.interval_s, self.failures, self.backoff_max_s)
         self.not_before = self.clock() + delay
         log.log(level, "%s; next try in %gs", what, delay,
                 extra=fields(host=self.host, kind="backoff"))
