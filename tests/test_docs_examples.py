@@ -40,7 +40,7 @@ SCENARIO = FIXTURES / "disk-hotplug"  # the inventory, VM and XML the placeholde
 SMALL = {"--vms": "40", "--hosts": "2", "--ticks": "2", "--runs": "1", "--interval": "0.05"}
 ADDED = {"run": ("--ticks", "--interval"), "record": ("--interval",),
          "bench": ("--vms", "--hosts", "--runs")}
-NEEDS_LIBVIRT = {"start", "record"}
+NEEDS_LIBVIRT = {"start", "record", "run"}  # monitor.toml has a test-driver host
 
 
 class Block(NamedTuple):
@@ -83,7 +83,8 @@ def placeholders(tmp_path: Path, url: str) -> dict[str, str]:
     fixture_copy = tmp_path / "fixture-copy"
     shutil.copytree(SCENARIO, fixture_copy)
     config = tmp_path / "monitor.toml"
-    config.write_text(f'[[hosts]]\nname = "host-a"\nfixture = "{SCENARIO}"\n')
+    config.write_text(f'[[hosts]]\nname = "host-a"\nfixture = "{SCENARIO}"\n\n'
+                      f'[[hosts]]\nname = "testhost"\nuri = "test:///default"\n')
     return {
         "VM_ID": vm_id,
         "URL": url,
