@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.domxml.metadata import typed_value
+from monitor.domxml.metadata import read_typed
 from monitor.domxml.parser import parse_domain
 from monitor.model.domain import EMPTY_METADATA
 
@@ -160,7 +160,7 @@ TYPED = [
 
 
 @pytest.mark.parametrize(("text", "hint", "expected"), TYPED)
-def test_typed_value(text, hint, expected):
-    found = typed_value(text, hint)
+def test_read_typed(text, hint, expected):
+    found = read_typed(text, hint)
     assert found == expected
     assert type(found) is type(expected)

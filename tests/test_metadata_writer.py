@@ -12,16 +12,16 @@ from lxml import etree
 from monitor.domxml.builder import build_domain_xml
 from monitor.domxml.metadata_writer import (
     OUR_TAGS,
-    OVIRT_VM_NS,
     ovirt_metadata_element,
     replace_ovirt_metadata,
-    typed_value,
+    write_typed,
 )
+from monitor.domxml.namespaces import OVIRT_VM
 from monitor.errors import DefinitionError, XmlError
 from monitor.model.rows import DeviceRow, VmRecord
 
 VM_ID = "3f0e1a52-8c1d-4e0b-9d5a-2b7c6e4f8a10"
-NS = {"v": OVIRT_VM_NS}
+NS = {"v": OVIRT_VM}
 
 
 def ident(name: str) -> str:
@@ -72,14 +72,14 @@ def entries(metadata: etree._Element) -> list[dict[str, str]]:
 )
 def test_values_carry_the_agents_type_hints(value, hint, text):
     parent = etree.Element("vm")
-    element = typed_value(parent, OVIRT_VM_NS, "key", value)
+    element = write_typed(parent, OVIRT_VM, "key", value)
     assert (element.get("type"), element.text or None) == (hint, text)
 
 
 @pytest.mark.parametrize("value", [None, [1], {"a": 1}], ids=["none", "list", "dict"])
 def test_values_of_other_types_are_refused(value):
     with pytest.raises(DefinitionError, match="unsupported type"):
-        typed_value(etree.Element("vm"), OVIRT_VM_NS, "key", value)
+        write_typed(etree.Element("vm"), OVIRT_VM, "key", value)
 
 
 def test_device_entries_are_keyed_the_way_the_agent_looks_them_up():

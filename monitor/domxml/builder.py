@@ -15,7 +15,8 @@ from typing import NamedTuple
 from lxml import etree
 
 from monitor.domxml.device_plan import PlannedDevice, plan_devices
-from monitor.domxml.metadata_writer import NSMAP, metadata_children
+from monitor.domxml.metadata_writer import metadata_children
+from monitor.domxml.namespaces import NSMAP
 from monitor.domxml.vm_definition import VmDefinition
 from monitor.domxml.writers import device_element, dimm_size_mib
 from monitor.errors import DefinitionError

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 import xmltodict
 from lxml import etree
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
-                          collect_ids=False)
+from monitor.domxml.hardened import new_parser
+
+_PARSER = new_parser()
 
 
 def lxml_parse_s(documents: Sequence[bytes]) -> float:

@@ -14,12 +14,8 @@ from __future__ import annotations
 
 from lxml import etree
 
+from monitor.domxml.namespaces import OVIRT_VM, QOS_TAG, VM_TAG
 from monitor.model.domain import EMPTY_METADATA, MetadataDevice, MetaValue, VmMetadata
-
-VM_NAMESPACE = "http://ovirt.org/vm/1.0"
-TUNE_NAMESPACE = "http://ovirt.org/vm/tune/1.0"
-_VM_TAG = f"{{{VM_NAMESPACE}}}vm"
-_QOS_TAG = f"{{{TUNE_NAMESPACE}}}qos"
 
 # Elements that hold a mapping or a list even when they are empty (<specParams/>).
 _MAPPINGS = frozenset(("custom", "specParams", "vm_custom", "payload"))
@@ -31,8 +27,8 @@ def read_metadata(metadata) -> VmMetadata:
     """``VmMetadata`` from a ``<metadata>`` element (``None`` -> ``EMPTY_METADATA``)."""
     if metadata is None:
         return EMPTY_METADATA
-    vm = metadata.find(_VM_TAG)
-    qos = metadata.find(_QOS_TAG)
+    vm = metadata.find(VM_TAG)
+    qos = metadata.find(QOS_TAG)
     if vm is None and qos is None:
         return EMPTY_METADATA
     values: dict[str, MetaValue] = {}
@@ -54,7 +50,7 @@ def _vm_children(vm):
     if vm is None:
         return
     for child in vm.iterchildren(etree.Element):
-        if child.tag[0] != "{" or child.tag.startswith(f"{{{VM_NAMESPACE}}}"):
+        if child.tag[0] != "{" or child.tag.startswith(f"{{{OVIRT_VM}}}"):
             yield child
 
 
@@ -76,10 +72,10 @@ def _value(element, depth: int) -> MetaValue:
     has_children = next(element.iterchildren(etree.Element), None) is not None
     if name in _MAPPINGS or (has_children and depth < _MAX_NESTING):
         return _mapping(element, depth)
-    return typed_value(element.text or "", element.get("type"))
+    return read_typed(element.text or "", element.get("type"))
 
 
-def typed_value(text: str, hint: str | None) -> MetaValue:
+def read_typed(text: str, hint: str | None) -> MetaValue:
     """VDSM's type hint applied to ``text``; what does not fit stays ``text``."""
     stripped = text.strip()
     if hint == "int":

@@ -20,16 +20,13 @@ from collections.abc import Mapping, Sequence
 from lxml import etree
 
 from monitor.domxml.device_plan import PlannedDevice, plan_devices
+from monitor.domxml.hardened import new_parser
+from monitor.domxml.namespaces import NSMAP, OVIRT_TUNE, OVIRT_VM, QOS_TAG, VM_TAG, in_vm
 from monitor.domxml.vm_definition import Scalar, VmDefinition
 from monitor.domxml.writers import mdev_uuid, nic_mac
 from monitor.errors import DefinitionError, XmlError
 from monitor.model.rows import DeviceRow, VmRecord
 
-OVIRT_VM_NS = "http://ovirt.org/vm/1.0"
-OVIRT_TUNE_NS = "http://ovirt.org/vm/tune/1.0"
-NSMAP = {"ovirt-tune": OVIRT_TUNE_NS, "ovirt-vm": OVIRT_VM_NS}
-VM_TAG = f"{{{OVIRT_VM_NS}}}vm"
-QOS_TAG = f"{{{OVIRT_TUNE_NS}}}qos"
 OUR_TAGS = frozenset({VM_TAG, QOS_TAG})
 
 # Children of <domain> that libvirt writes before <metadata>.
@@ -42,10 +39,6 @@ DISK_IDS = (("pool_id", "poolID"), ("domain_id", "domainID"), ("image_id", "imag
 Element = etree._Element
 
 
-def _vm(tag: str) -> str:
-    return f"{{{OVIRT_VM_NS}}}{tag}"
-
-
 def _child(parent: Element, namespace: str, key: str) -> Element:
     try:
         return etree.SubElement(parent, f"{{{namespace}}}{key}")
@@ -53,7 +46,7 @@ def _child(parent: Element, namespace: str, key: str) -> Element:
         raise DefinitionError(f"metadata key {key!r} is not a valid XML name") from None
 
 
-def typed_value(parent: Element, namespace: str, key: str, value: Scalar) -> Element:
+def write_typed(parent: Element, namespace: str, key: str, value: Scalar) -> Element:
     """One value as the agent reads it back: a leaf with a type hint unless a string."""
     element = _child(parent, namespace, key)
     if isinstance(value, bool):
@@ -74,16 +67,16 @@ def typed_value(parent: Element, namespace: str, key: str, value: Scalar) -> Ele
 
 def _values(parent: Element, namespace: str, values: Mapping[str, object]) -> None:
     for key in sorted(values):
-        typed_value(parent, namespace, key, values[key])  # type: ignore[arg-type]
+        write_typed(parent, namespace, key, values[key])  # type: ignore[arg-type]
 
 
 def _custom(parent: Element, properties: Mapping[str, object]) -> None:
     if properties:
-        _values(_child(parent, OVIRT_VM_NS, "custom"), OVIRT_VM_NS, properties)
+        _values(_child(parent, OVIRT_VM, "custom"), OVIRT_VM, properties)
 
 
 def _device_entry(parent: Element, attrs: Mapping[str, str]) -> Element:
-    entry = _child(parent, OVIRT_VM_NS, "device")
+    entry = _child(parent, OVIRT_VM, "device")
     for name, value in attrs.items():
         entry.set(name, value)
     return entry
@@ -101,7 +94,7 @@ def _disk_entry(parent: Element, planned: PlannedDevice) -> None:
     if not values and not row.custom_properties:
         return
     entry = _device_entry(parent, {"devtype": "disk", "name": planned.target_dev or ""})
-    _values(entry, OVIRT_VM_NS, values)
+    _values(entry, OVIRT_VM, values)
     _custom(entry, row.custom_properties)
 
 
@@ -109,7 +102,7 @@ def _nic_entry(parent: Element, planned: PlannedDevice) -> None:
     row = planned.row
     entry = _device_entry(parent, {"mac_address": nic_mac(row)})
     network = row.spec_params.get("network") or "ovirtmgmt"
-    typed_value(entry, OVIRT_VM_NS, "network", str(network))
+    write_typed(entry, OVIRT_VM, "network", str(network))
     _custom(entry, row.custom_properties)
 
 
@@ -121,7 +114,7 @@ def _mdev_entry(parent: Element, planned: PlannedDevice) -> None:
         return
     entry = _device_entry(parent, {"devtype": "hostdev", "uuid": uuid})
     if mdev_type:
-        typed_value(entry, OVIRT_VM_NS, "mdevType", str(mdev_type))
+        write_typed(entry, OVIRT_VM, "mdevType", str(mdev_type))
     _custom(entry, row.custom_properties)
 
 
@@ -140,9 +133,9 @@ def metadata_children(
     """``ovirt-tune:qos`` and ``ovirt-vm:vm`` for a planned VM: sorted values, then one
     device entry per device that needs one (in device order), then custom properties."""
     qos = etree.Element(QOS_TAG, nsmap=NSMAP)
-    _values(qos, OVIRT_TUNE_NS, definition.qos)
+    _values(qos, OVIRT_TUNE, definition.qos)
     vm = etree.Element(VM_TAG, nsmap=NSMAP)
-    _values(vm, OVIRT_VM_NS, definition.metadata)
+    _values(vm, OVIRT_VM, definition.metadata)
     for planned in plan:
         _ENTRY_WRITERS.get(planned.row.type, _other_entry)(vm, planned)
     _custom(vm, definition.custom_properties)
@@ -160,16 +153,9 @@ def ovirt_metadata_element(vm: VmRecord, rows: Sequence[DeviceRow]) -> Element:
 # --- rewriting an existing document --------------------------------------------------
 
 
-def _parser() -> etree.XMLParser:
-    return etree.XMLParser(
-        resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
-        remove_comments=False, remove_pis=False,
-    )
-
-
 def _read(domain_xml: bytes) -> etree._ElementTree:
     try:
-        tree = etree.ElementTree(etree.fromstring(domain_xml, _parser()))
+        tree = etree.ElementTree(etree.fromstring(domain_xml, new_parser()))
     except etree.XMLSyntaxError as error:
         raise XmlError(f"malformed Domain XML: {error}") from None
     if tree.docinfo.doctype:

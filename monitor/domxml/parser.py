@@ -13,6 +13,7 @@ import threading
 from lxml import etree
 
 from monitor.domxml.devices import read_device, read_devices
+from monitor.domxml.hardened import new_parser
 from monitor.domxml.metadata import read_metadata
 from monitor.domxml.vocabulary import DEVICE_TAGS
 from monitor.errors import UsageError, XmlError
@@ -30,15 +31,7 @@ _LINE_SUFFIX = re.compile(r",? line \d+, column \d+$")
 def _parser() -> etree.XMLParser:
     parser = getattr(_local, "parser", None)
     if parser is None:
-        parser = _local.parser = etree.XMLParser(
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            dtd_validation=False,
-            huge_tree=False,
-            remove_comments=False,
-            collect_ids=False,  # no xml:id lookups here; saves a hash table per document
-        )
+        parser = _local.parser = new_parser()
     return parser
 
 

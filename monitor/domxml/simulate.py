@@ -17,6 +17,8 @@ from collections import Counter
 
 from lxml import etree
 
+from monitor.domxml.hardened import new_parser
+
 # The devices libvirt puts on the PCI bus (by tag), unless they already have an address.
 _PCI_TAGS = frozenset(
     {"interface", "video", "memballoon", "rng", "sound", "watchdog", "hostdev", "shmem"}
@@ -39,8 +41,7 @@ def make_live(
     domain_xml: bytes, *, domain_id: int = 1, layout: int = 0, reassign: bool = False
 ) -> bytes:
     """The live XML of ``domain_xml`` as if libvirt had started it."""
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-    root = etree.fromstring(domain_xml, parser)
+    root = etree.fromstring(domain_xml, new_parser())
     root.set("id", str(domain_id))
     devices = root.find("devices")
     if devices is not None:
