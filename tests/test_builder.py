@@ -8,6 +8,7 @@ libvirt's RelaxNG schema, libvirt's test driver (define + start), and our own pa
 
 from __future__ import annotations
 
+import difflib
 import os
 import random
 import uuid
@@ -560,8 +561,20 @@ def test_metadata_values_keep_their_types(parse_domain):
 # --- golden files --------------------------------------------------------------------
 
 
-def canonical(xml: bytes) -> str:
-    return etree.canonicalize(etree.fromstring(xml), strip_text=True)
+def canonical(xml: bytes) -> list[str]:
+    """C14N (attributes sorted, whitespace text dropped), one element per line."""
+    element = etree.fromstring(etree.canonicalize(etree.fromstring(xml), strip_text=True))
+    etree.indent(element, space="  ")
+    return etree.tostring(element, encoding="unicode").splitlines()
+
+
+def assert_same_xml(actual: bytes, golden: Path) -> None:
+    """Semantically equal, or fail showing the unified diff from the golden file."""
+    expected, found = canonical(golden.read_bytes()), canonical(actual)
+    if found != expected:
+        diff = difflib.unified_diff(expected, found, str(golden.name), "built", lineterm="")
+        pytest.fail("built XML differs from the golden file (MONITOR_REGENERATE_GOLDEN=1 "
+                    "rewrites it):\n" + "\n".join(diff), pytrace=False)
 
 
 @pytest.mark.parametrize("factory", [minimal, legacy_pc, full_q35], ids=lambda f: f.__name__)
@@ -572,7 +585,16 @@ def test_golden(factory):
         if not REGENERATE:
             pytest.fail(f"{path.name} is missing: run with MONITOR_REGENERATE_GOLDEN=1")
         path.write_bytes(xml)
-    assert canonical(xml) == canonical(path.read_bytes())
+    assert_same_xml(xml, path)
+
+
+def test_a_golden_difference_is_shown_as_a_unified_diff(tmp_path):
+    golden = tmp_path / "golden.xml"
+    golden.write_bytes(b"<domain><name>a</name><uuid b='1' a='2'/></domain>")
+    assert_same_xml(b"<domain>\n  <name>a</name><uuid a='2' b='1'/></domain>", golden)
+    with pytest.raises(pytest.fail.Exception) as failed:
+        assert_same_xml(b"<domain><name>b</name><uuid a='2' b='1'/></domain>", golden)
+    assert "-  <name>a</name>\n+  <name>b</name>" in str(failed.value)
 
 
 # --- the CLI verb --------------------------------------------------------------------

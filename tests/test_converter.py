@@ -12,7 +12,8 @@ from monitor.legacy import convert
 from monitor.matching.stable_id import derive_ids
 from monitor.model import hostaddress
 from monitor.model.domain import EMPTY_METADATA, MetadataDevice, ParsedDomain, VmMetadata
-from test_matching import VM, dev, numbered, row, uid
+
+from devices_and_rows import VM, dev, numbered, row, uid
 
 PCI_3 = {"type": "pci", "domain": "0x0000", "bus": "0x00", "slot": "0x03", "function": "0x0"}
 CHAIN = [{"volumeID": uid(11), "path": "/images/a/b"}, {"volumeID": uid(12), "path": "/c"}]

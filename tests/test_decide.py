@@ -15,22 +15,8 @@ from monitor.model import hostaddress
 from monitor.model.changes import VmChanges
 from monitor.model.domain import EMPTY_METADATA, MetadataDevice, ParsedDomain, VmMetadata
 from monitor.model.rows import DeviceRow
-from test_matching import VM, dev, numbered, row, uid
 
-
-def apply_in_memory(rows: list[DeviceRow], changes: VmChanges) -> list[DeviceRow]:
-    """What the store does with VmChanges, on plain rows (a fake of the DB adapter)."""
-    by_id = {r.device_id: r for r in rows}
-    for device_id in changes.deletes:
-        del by_id[device_id]
-    for update in changes.updates:
-        by_id[update.device_id] = replace(
-            by_id[update.device_id], is_plugged=update.is_plugged, address=dict(update.address),
-            alias=update.alias, logical_name=update.logical_name, host_device=update.host_device)
-    for new in changes.inserts:
-        assert new.device_id not in by_id, "an insert collides with an existing row"
-        by_id[new.device_id] = new
-    return sorted(by_id.values(), key=lambda r: r.device_id)
+from devices_and_rows import VM, apply_in_memory, dev, numbered, row, uid
 
 
 def domain(devices, metadata=EMPTY_METADATA) -> ParsedDomain:

@@ -10,7 +10,8 @@ from monitor.diagnosis import ABSENT, FieldChange, diagnose, field_changes, rend
 from monitor.matching import Rule
 from monitor.model.changes import RowUpdate
 from monitor.model.domain import EMPTY_METADATA, ParsedDomain
-from test_matching import VM, dev, numbered, row, uid
+
+from devices_and_rows import VM, dev, numbered, row, uid
 
 PCI_3 = {"type": "pci", "domain": "0x0000", "bus": "0x00", "slot": "0x03", "function": "0x0"}
 PCI_7 = {**PCI_3, "slot": "0x07"}

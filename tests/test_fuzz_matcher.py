@@ -18,9 +18,8 @@ from hypothesis import strategies as st
 from monitor.legacy import convert, decide
 from monitor.matching import match
 from monitor.model.domain import EMPTY_METADATA, ParsedDomain
-from test_decide import apply_in_memory
-from test_matching import VM, dev, row, uid
-from test_matching_properties import KINDS
+
+from devices_and_rows import KINDS, VM, apply_in_memory, dev, row, uid
 
 IDS = [uid(n) for n in range(1, 7)]
 # Row ids: canonical, upper case (another row to the DB), and not UUIDs at all.

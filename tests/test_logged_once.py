@@ -8,7 +8,8 @@ import pytest
 
 from monitor.tick.host_tick import TickContext, run_tick
 from monitor.tick.logged_once import CAP_PER_HOST, LoggedOnce
-from test_hostile_hosts import FIRST, ScriptedHost, demo_answer, store  # noqa: F401
+
+from demo_host import FIRST, ScriptedHost, demo_answer, store  # noqa: F401
 
 # A cdrom with a libvirt alias, no ua- alias and no row: foreign (docs/matching.md).
 FOREIGN = (b"<disk type='file' device='cdrom'><target dev='sdz' bus='sata'/>"

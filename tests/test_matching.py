@@ -1,7 +1,7 @@
 """The matching rules of BRIEF section 3, one table row per situation.
 
 Devices are built directly (no XML): ``dev`` makes a ReportedDevice with its natural
-keys, ``row`` a DeviceRow. The other correlation tests import these builders.
+keys, ``row`` a DeviceRow (tests/devices_and_rows.py).
 """
 
 from __future__ import annotations
@@ -14,41 +14,8 @@ from monitor.model import hostaddress
 from monitor.model.address import Address
 from monitor.model.alias import Alias
 from monitor.model.device import ReportedDevice
-from monitor.model.kinds import KINDS_BY_TYPE, NO_KEYS
-from monitor.model.rows import DeviceRow
 
-VM = "6f1d3e4a-0000-4000-8000-00000000c0de"
-
-
-def uid(n: int) -> str:
-    return f"00000000-0000-4000-8000-{n:012d}"
-
-
-def dev(tag: str, type: str | None = None, device: str | None = None, *, alias: str = "",
-        address: dict | None = None, position: int = 0, **keys) -> ReportedDevice:
-    return ReportedDevice(tag, type or tag, device or tag, Alias.parse(alias),
-                          Address(address), position, keys=_keys(type or tag, keys))
-
-
-def _keys(type_: str, keys: dict):
-    """The kind's natural-key value (model/kinds.py); a type no kind declares has none."""
-    kind = KINDS_BY_TYPE.get(type_)
-    return kind.keys(**keys) if kind is not None else NO_KEYS if not keys else dict(keys)
-
-
-def row(device_id: str, type: str, device: str | None = None, *, alias: str = "",
-        address: dict | None = None, spec: dict | None = None, **fields) -> DeviceRow:
-    return DeviceRow(device_id=device_id, vm_id=VM, type=type, device=device or type,
-                     address=dict(address or {}), alias=alias, spec_params=dict(spec or {}),
-                     **fields)
-
-
-def numbered(*devices: ReportedDevice) -> list[ReportedDevice]:
-    """Devices in XML order: position = index."""
-    for position, device in enumerate(devices):
-        device.position = position
-    return list(devices)
-
+from devices_and_rows import VM, dev, numbered, row, uid
 
 def outcome(result) -> dict[int, tuple[str, str | None]]:
     """position -> (rule, row id): how each device was decided."""

@@ -16,14 +16,9 @@ from monitor.matching import match
 from monitor.matching.policy import SINGLETON_KINDS
 from monitor.model import hostaddress
 from monitor.model.domain import EMPTY_METADATA, ParsedDomain
-from monitor.model.kinds import KINDS as TABLE
-from test_decide import apply_in_memory
-from test_matching import VM, dev, row, uid
 
-# type -> (tag, type, device), from the kinds table (model/kinds.py), plus a tag no
-# kind declares; for rows (type, device).
-KINDS = {kind.type: (kind.tag, kind.type, kind.devices[0]) for kind in TABLE}
-KINDS["emulator"] = ("emulator", "emulator", "emulator")
+from devices_and_rows import KINDS, VM, apply_in_memory, dev, row, uid
+
 IDS = [uid(n) for n in range(1, 9)]
 ALIASES = ["", "", "ua-" + IDS[0], "ua-" + IDS[1], "ua-" + IDS[2], "net0", "x1"]
 ADDRESSES = [None, None, {"type": "pci", "slot": "0x01"}, {"type": "pci", "slot": "2"}]
