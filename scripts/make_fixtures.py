@@ -385,7 +385,8 @@ def many_vms(root: Path, count: int = 30, versions: int = 1) -> list[VmRecord]:
 
     ``count`` VMs on host-a, each loaded with its managed rows and the hash
     ``inventory``; tick k (1..versions) reports version k of every VM: the same managed
-    devices (user aliases) with k + 1 PCIe root ports and another layout. The rows a
+    devices (user aliases) with k + 1 root-port rows (the builder adds the others up to
+    the VM's ``pcie_root_ports``) and another layout. The rows a
     version leaves do not depend on the version applied before it, so a test knows
     the rows each hash must come with.
     """

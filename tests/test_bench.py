@@ -8,8 +8,15 @@ from __future__ import annotations
 import json
 
 import pytest
+from lxml import etree
 
-from monitor.bench.fleet import Fleet, built_live_xml, managed_rows, shape_of
+from monitor.bench.fleet import (
+    PCIE_ROOT_PORTS,
+    Fleet,
+    built_live_xml,
+    managed_rows,
+    shape_of,
+)
 from monitor.bench.runner import BenchOptions, changed_indexes, scaling_fleet
 from monitor.cli import main
 from monitor.domxml import parse_domain
@@ -24,6 +31,15 @@ from monitor.domxml import parse_domain
 @pytest.mark.parametrize("layout", [0, 1])
 def test_fleet_xml_is_the_builders_output(index, layout):
     assert Fleet(10, 1).document(index, layout).xml == built_live_xml(index, layout)
+
+
+def test_fleet_vms_have_their_16_root_ports_and_the_builder_adds_none():
+    """The fleet's rows already hold the 16 root ports a Q35 VM gets (docs/run-vm.md)."""
+    for index in range(3):
+        domain = etree.fromstring(Fleet(3, 1).document(index, 0).xml)
+        ports = domain.findall("devices/controller[@model='pcie-root-port']")
+        assert len(ports) == PCIE_ROOT_PORTS == 16
+        assert all(p.find("alias").get("name").startswith("pci.") for p in ports)  # libvirt's
 
 
 def test_layouts_move_every_addressed_device():

@@ -19,7 +19,13 @@ from lxml import etree
 
 from monitor.cli import main
 from monitor.domxml.builder import build_domain_xml
-from monitor.domxml.device_plan import KIND_ORDER, NO_ALIAS_KINDS, disk_name, plan_devices
+from monitor.domxml.device_plan import (
+    KIND_ORDER,
+    NO_ALIAS_KINDS,
+    disk_name,
+    missing_root_ports,
+    plan_devices,
+)
 from monitor.domxml.vm_definition import VmDefinition
 from monitor.domxml.writers import default_mac
 from monitor.errors import DefinitionError
@@ -264,7 +270,8 @@ def test_same_rows_in_any_order_give_the_same_bytes(factory):
 def test_every_plugged_row_is_written_once_and_aliased_if_managed(factory):
     vm, xml = built(factory)
     elements = devices_of(xml)
-    assert len(elements) == len(written_rows(vm))
+    added = missing_root_ports(VmDefinition.from_record(vm.vm), written_rows(vm))
+    assert len(elements) == len(written_rows(vm)) + len(added)
     aliases = [el.find("alias").get("name") for el in elements if el.find("alias") is not None]
     expected = sorted("ua-" + row.device_id for row in written_rows(vm) if aliased(row))
     assert sorted(aliases) == expected
@@ -312,6 +319,64 @@ def test_a_channel_path_is_written_only_when_the_row_gives_one():
                etree.fromstring(build_domain_xml(vm.vm, vm.rows)).iterfind("devices/channel")}
     assert sources == {"org.qemu.guest_agent.0": {"mode": "bind"},
                        "org.example.0": {"mode": "bind", "path": "/run/example.sock"}}
+
+
+def root_ports(xml: bytes) -> list[dict]:
+    return [dict(el.attrib, alias=el.find("alias") is not None)
+            for el in etree.fromstring(xml).iterfind("devices/controller[@model='pcie-root-port']")]
+
+
+@pytest.mark.parametrize("definition, stored, expected", [
+    pytest.param({}, [], list(range(1, 17)), id="q35-gets-16"),
+    pytest.param({}, [(1, "pcie-root-port"), (3, "pcie-root-port"), (2, "pcie-to-pci-bridge")],
+                 [1, 3] + list(range(4, 18)), id="stored-ones-count-free-indexes-filled"),
+    pytest.param({"pcie_root_ports": 4}, [], [1, 2, 3, 4], id="a-setting-of-the-vm"),
+    pytest.param({"pcie_root_ports": 2}, [(5, "pcie-root-port"), (6, "pcie-root-port"),
+                                          (7, "pcie-root-port")], [5, 6, 7],
+                 id="more-stored-are-kept-none-added"),
+    pytest.param({"pcie_root_ports": 0}, [], [], id="none"),
+    pytest.param({"machine": "pc-i440fx-rhel7.6.0"}, [], [], id="none-on-i440fx"),
+])
+def test_q35_gets_its_root_ports_counting_the_stored_ones(definition, stored, expected):
+    vm = VmBuilder("ports", **definition)
+    for index, model in stored:
+        vm.add("controller", "pci", f"pci{index}", is_managed=False,
+               spec_params={"index": index, "model": model})
+    ports = root_ports(build_domain_xml(vm.vm, vm.rows))
+    assert sorted(int(p["index"]) for p in ports) == expected
+    assert not any(p["alias"] for p in ports)  # unmanaged: libvirt names them
+
+
+def test_root_ports_the_first_tick_stores_are_written_back_not_added_again(libvirt_module,
+                                                                        tmp_path):
+    """Start, one tick (the root ports become unmanaged rows by controller index), then
+    the next start's XML has the same 16 root ports and no more."""
+    from monitor.commands.start import start_vm
+    from monitor.hosts.libvirt_source import LibvirtHostSource
+    from monitor.store import Store
+    from monitor.tick.host_tick import TickContext, run_tick
+
+    store = Store.open(f"sqlite:///{tmp_path / 'm.db'}")
+    vm = VmBuilder(f"ports-{uuid.uuid4().hex[:6]}")
+    vm.add("disk", "disk", "boot", spec_params={"boot_order": 1})
+    with store.transaction() as tx:
+        tx.replace_vm(vm.vm, vm.rows)
+    connection = libvirt_module.open("test:///default")
+    try:
+        source = LibvirtHostSource("test:///default", "h", connection=connection)
+        first = root_ports(start_vm(store, vm.vm.id, source, "h"))
+        summary = run_tick(source, TickContext(store=store, holder="t"))
+        with store.transaction() as tx:
+            stored = tx.rows([vm.vm.id])[vm.vm.id]
+            again = build_domain_xml(tx.vm(vm.vm.id), stored)
+    finally:
+        connection.lookupByUUIDString(vm.vm.id).destroy()
+        connection.close()
+    ports = [r for r in stored if r.spec_params.get("model") == "pcie-root-port"]
+    assert len(first) == 16 and summary.new >= 16
+    assert sorted(r.spec_params["index"] for r in ports) == list(range(1, 17))
+    assert not any(r.is_managed for r in ports)
+    assert root_ports(again) == first
 
 
 def test_unknown_kinds_are_left_out():

@@ -9,6 +9,12 @@ disk's target dev is decided once and the ``<disk>`` element and its
 * Managed rows get the user alias ``ua-<device id>``, except graphics, lease and
   smartcard, where libvirt's schema has no alias. Unmanaged rows (devices libvirt added) get
   no alias: libvirt keeps only ``ua-`` aliases of the ones we write.
+* On Q35 the domain gets ``pcie_root_ports`` (default 16) ``pcie-root-port``
+  controllers in total, counting the VM's plugged root-port rows: the missing ones are
+  added, unmanaged and without alias, at the lowest free PCI controller indexes from 1.
+  libvirt itself leaves one spare, so a second PCIe hot-plug would fail. The first tick
+  stores them as unmanaged rows (found by controller index), so the next start counts
+  them and adds none (docs/run-vm.md).
 * The order is fixed by (kind, a per-kind key, device id), never by row order, so the
   same VM always gives the same bytes.
 """
@@ -49,6 +55,7 @@ class PlannedDevice(NamedTuple):
 
 def plan_devices(definition: VmDefinition, rows: Sequence[DeviceRow]) -> tuple[PlannedDevice, ...]:
     written = [row for row in rows if row.is_plugged and row.type in _KIND_RANK]
+    written += missing_root_ports(definition, written)
     _check_boot_orders(definition, written)
     disk_names = _disk_names(definition, [row for row in written if row.type == "disk"])
     planned = []
@@ -58,6 +65,27 @@ def plan_devices(definition: VmDefinition, rows: Sequence[DeviceRow]) -> tuple[P
             PlannedDevice(row, _alias(definition, row), _address(row), target_dev, bus)
         )
     return tuple(sorted(planned, key=_sort_key))
+
+
+ROOT_PORT = "pcie-root-port"
+
+
+def missing_root_ports(definition: VmDefinition, written: Sequence[DeviceRow]) -> list[DeviceRow]:
+    """The ``pcie-root-port`` controllers a Q35 VM lacks to have ``pcie_root_ports``."""
+    if not definition.is_q35:
+        return []
+    pci = [row for row in written if row.type == "controller" and row.device == "pci"]
+    have = sum(1 for row in pci if row.spec_params.get("model") == ROOT_PORT)
+    taken = {spec_int(row.spec_params.get("index"), 0) for row in pci} | {0}  # 0: pcie-root
+    added: list[DeviceRow] = []
+    index = 1
+    while have + len(added) < definition.pcie_root_ports:
+        if index not in taken:
+            added.append(DeviceRow(device_id=f"{ROOT_PORT}-{index}", vm_id=definition.vm_id,
+                                   type="controller", device="pci", is_managed=False,
+                                   spec_params={"index": index, "model": ROOT_PORT}))
+        index += 1
+    return added
 
 
 def _check_boot_orders(definition: VmDefinition, rows: list[DeviceRow]) -> None:

@@ -25,6 +25,7 @@ DEFAULT_EMULATOR = "/usr/bin/qemu-system-x86_64"
 DEFAULT_MEMORY_MIB = 1024
 DEFAULT_MEMORY_SLOTS = 16
 DEFAULT_CLUSTER_VERSION = "4.2"
+DEFAULT_PCIE_ROOT_PORTS = 16  # as oVirt: room to hot-plug PCIe devices on Q35
 
 
 @dataclass(slots=True, frozen=True)
@@ -49,6 +50,7 @@ class VmDefinition:
     kernel: str | None = None  # direct kernel boot: host paths, and the kernel's command line
     initrd: str | None = None
     cmdline: str | None = None
+    pcie_root_ports: int = DEFAULT_PCIE_ROOT_PORTS  # Q35 only: pcie-root-ports in total
     custom_properties: dict[str, Scalar] = field(default_factory=dict)
     metadata: dict[str, Scalar] = field(default_factory=dict)
     qos: dict[str, Scalar] = field(default_factory=dict)
@@ -90,6 +92,7 @@ class VmDefinition:
             kernel=kernel,
             initrd=read.text("initrd", None),
             cmdline=read.text("cmdline", None),
+            pcie_root_ports=read.count("pcie_root_ports", DEFAULT_PCIE_ROOT_PORTS),
             custom_properties=read.scalars("custom_properties"),
             metadata=_metadata_values(read.scalars("metadata"), memory),
             qos=read.scalars("qos"),
@@ -128,6 +131,14 @@ class _Reader:
             return default
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise self._fail(key, "a positive integer")
+        return value
+
+    def count(self, key: str, default: int) -> int:
+        value = self.raw.get(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 256:
+            raise self._fail(key, "an integer from 0 to 256")
         return value
 
     def text(self, key: str, default: str | None) -> str | None:
