@@ -70,6 +70,14 @@ class HostGarbage(HostError):
     kind = "garbage"
 
 
+class StoppedStuck(MonitorError):
+    """SIGTERM came while a tick waited on an answer that did not come within the grace
+    (a database or host that accepts bytes but never answers): the worker exits without
+    it, and the database rolls its open transaction back (docs/operations.md)."""
+
+    exit_code = 8
+
+
 class DefinitionError(MonitorError):
     """A VM's run definition or one of its rows cannot become a Domain XML (docs/run-vm.md)."""
 

@@ -87,6 +87,7 @@ class WorkerSettings(Section):
     metrics_address: Annotated[str | None, AfterValidator(_checked_address)] = None
     metrics_allow_remote: bool = False
     health_stale: float = Field(120.0, gt=0, le=DAY_S)
+    stall_warn: float = Field(30.0, gt=0, le=DAY_S)  # log a tick running this long
 
 
 class HostSettings(Section):

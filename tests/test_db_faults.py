@@ -14,9 +14,7 @@ job waits out its backoff; once the fault is gone the next tick applies the rest
 from __future__ import annotations
 
 import logging
-import socket
 import sqlite3
-import threading
 import uuid
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
@@ -36,6 +34,7 @@ from worker_runs import (
     BATCH_SIZE,
     HOST,
     HandClock,
+    Proxy,
     load_inventory,
     many_states,
     states,
@@ -48,70 +47,6 @@ COUNT = 20  # four batches
 @pytest.fixture(scope="module")
 def many(tmp_path_factory):
     return many_states(tmp_path_factory, COUNT)
-
-
-class Proxy:
-    """A TCP proxy to PostgreSQL that a test can cut: drop every connection, refuse new ones.
-
-    Refusing accepts and closes at once, as a server restarting or a firewall reset does.
-    """
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.refusing = False
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._open: set[socket.socket] = set()
-        self._guard = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _address = self._listener.accept()
-            except OSError:
-                return  # closed
-            if self.refusing:
-                client.close()
-                continue
-            upstream = socket.create_connection(self.target)
-            with self._guard:
-                self._open.update((client, upstream))
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass  # the other side, or the test, cut it
-        for end in (source, sink):
-            _shut(end)
-
-    def cut(self) -> None:
-        """Drop every connection and refuse new ones, until ``restore``."""
-        self.refusing = True
-        with self._guard:
-            cut, self._open = self._open, set()
-        for end in cut:
-            _shut(end)
-
-    def restore(self) -> None:
-        self.refusing = False
-
-    def close(self) -> None:
-        self.cut()
-        _shut(self._listener)
-
-
-def _shut(end: socket.socket) -> None:
-    try:
-        end.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already shut
-    end.close()
 
 
 @contextmanager

@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,6 +32,78 @@ import make_fixtures  # noqa: E402
 
 HOST = "host-a"
 BATCH_SIZE = 5
+
+
+class Proxy:
+    """A TCP proxy to PostgreSQL that a test can break.
+
+    ``cut``: drop every connection and refuse new ones (accept and close at once, as a
+    server restarting or a firewall reset does). ``freeze``: keep every connection and
+    accept new ones, but forward nothing either way: a server that takes our bytes
+    (the kernel acknowledges them, keepalives are answered) and never answers.
+    """
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.refusing = False
+        self.frozen = False
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._open: set[socket.socket] = set()
+        self._guard = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _address = self._listener.accept()
+            except OSError:
+                return  # closed
+            if self.refusing:
+                client.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            with self._guard:
+                self._open.update((client, upstream))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                if not self.frozen:
+                    sink.sendall(data)
+        except OSError:
+            pass  # the other side, or the test, cut it
+        for end in (source, sink):
+            _shut(end)
+
+    def cut(self) -> None:
+        """Drop every connection and refuse new ones, until ``restore``."""
+        self.refusing = True
+        with self._guard:
+            cut, self._open = self._open, set()
+        for end in cut:
+            _shut(end)
+
+    def freeze(self) -> None:
+        """Forward nothing more, on any connection, old or new (until ``restore``)."""
+        self.frozen = True
+
+    def restore(self) -> None:
+        self.refusing = self.frozen = False
+
+    def close(self) -> None:
+        self.cut()
+        _shut(self._listener)
+
+
+def _shut(end: socket.socket) -> None:
+    try:
+        end.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already shut
+    end.close()
 
 
 class HandClock(SystemClock):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_environment()  # a mistyped MONITOR_FAULT fails here, in one line
 
-    from monitor.errors import UsageError
+    from monitor.errors import StoppedStuck, UsageError
     from monitor.hosts.fixture import read_fixture
     from monitor.settings import HostSettings
     from monitor.wiring import emit_dicts, open_store, settings_from, tick_context
@@ -109,7 +110,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"monitor: {'demo recording' if demo else 'worker'} on {store.url}, "
               f"{len(jobs)} hosts, every {interval:g}s (Ctrl-C stops)", file=output, flush=True)
         try:
-            Worker(jobs, interval_s=interval, max_ticks=args.ticks).run()
+            Worker(jobs, interval_s=interval, max_ticks=args.ticks,
+                   stall_warn_s=settings.worker.stall_warn).run()
+        except StoppedStuck as error:
+            # A tick thread is blocked on a socket that never answers: leaving the
+            # interpreter would wait for it forever, so the process ends here.
+            print(f"monitor: error: {error}", file=sys.stderr, flush=True)
+            output.flush()
+            os._exit(error.exit_code)
         finally:
             for source in sources:
                 source.close()
@@ -125,7 +133,7 @@ def _metrics(address: str | None, hosts: list[str], worker):
     except ModuleNotFoundError as missing:
         if missing.name != "prometheus_client":
             raise
-        from monitor.errors import UsageError
+        from monitor.errors import StoppedStuck, UsageError
 
         raise UsageError(f"metrics on {address}: prometheus-client is not installed "
                          "(pip install 'monitor[metrics]')") from None

@@ -81,9 +81,11 @@ def create_engine(url: str) -> Engine:
         engine = sa.create_engine(parsed, json_deserializer=json_loads, json_serializer=json_dumps)
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
+    connect_args = network_timeouts(parsed) if parsed.get_backend_name() == "postgresql" else {}
     try:
         engine = sa.create_engine(
-            parsed, pool_pre_ping=True, json_deserializer=json_loads, json_serializer=json_dumps
+            parsed, pool_pre_ping=True, json_deserializer=json_loads, json_serializer=json_dumps,
+            connect_args=connect_args,
         )
     except ModuleNotFoundError as missing:
         if not (missing.name or "").startswith("psycopg"):
@@ -95,6 +97,27 @@ def create_engine(url: str) -> Engine:
     if engine.dialect.name == "postgresql":
         _configure_postgresql(engine)
     return engine
+
+
+# libpq's connection parameters the worker sets unless the URL gives its own: a server
+# that cannot be reached fails the connect after 10 s; a connection whose peer vanished
+# (a partition, a host down: nothing acknowledges what we send, no keepalive answers)
+# fails after about a minute instead of hanging until the kernel gives up (~15 min).
+# What they cannot catch, a server that acknowledges but never answers, the worker
+# logs as a stall and SIGTERM still stops (docs/operations.md, "What is bounded").
+NETWORK_TIMEOUTS = {
+    "connect_timeout": "10",
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "60000",  # milliseconds
+}
+
+
+def network_timeouts(url: URL) -> dict[str, str]:
+    """The ``NETWORK_TIMEOUTS`` that ``url`` does not set itself (its own win)."""
+    return {name: value for name, value in NETWORK_TIMEOUTS.items() if name not in url.query}
 
 
 def _configure_postgresql(engine: Engine) -> None:

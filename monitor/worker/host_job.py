@@ -16,6 +16,7 @@ What committed stays committed; what did not keeps its old hash and is redone.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
 from monitor.errors import StoreError
@@ -42,6 +43,10 @@ class HostJob:
         self.failures = 0
         self.not_before = 0.0
         self.ticks = 0
+        self.running_since: float | None = None  # while a tick runs (for the stall watch)
+        self.stall_logged = False
+        self.idle = threading.Event()  # set while no tick runs
+        self.idle.set()
 
     @property
     def host(self) -> str:
@@ -50,6 +55,20 @@ class HostJob:
     def __call__(self) -> None:
         if self.clock() < self.not_before:
             return  # backing off this host only
+        self.idle.clear()
+        self.running_since, self.stall_logged = self.clock(), False
+        try:
+            self._tick()
+        finally:
+            self.running_since = None
+            self.idle.set()
+
+    def running_for(self) -> float:
+        """Seconds the tick in progress has run (0 when none runs)."""
+        since = self.running_since
+        return 0.0 if since is None else self.clock() - since
+
+    def _tick(self) -> None:
         try:
             with held_by_device_command(self.context, self.source.held_locks()):
                 summary = run_tick(self.source, self.context)

@@ -9,6 +9,12 @@ wait an hour before the next tick. While it runs, the worker looks every interva
 the monotonic clock) for a job due further ahead than an interval can explain, and
 runs it now; the interval then goes on from the new time (docs/operations.md, "Clocks").
 A step ahead needs nothing: the missed runs are coalesced into one.
+
+The same watch logs a tick that has run ``stall_warn`` seconds without finishing (a
+database or host that accepts bytes but never answers), once per tick. On a stop, the
+ticks in progress get ``STOP_GRACE_S`` to finish; a tick still waiting then is left
+behind: the worker exits with one line and ``StoppedStuck``'s exit code, and the
+database rolls back what that tick had not committed (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -16,24 +22,31 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from monitor.errors import StoppedStuck
 from monitor.logfields import fields
 from monitor.worker.host_job import HostJob
 
 log = logging.getLogger("monitor.worker")
 
+STOP_GRACE_S = 8.0  # a stop waits this long for the ticks in progress (SIGTERM: < 10 s)
+
 
 class Worker:
     def __init__(self, jobs: Sequence[HostJob], *, interval_s: float,
-                 max_ticks: int | None = None) -> None:
+                 max_ticks: int | None = None, stall_warn_s: float = 30.0,
+                 stop_grace_s: float = STOP_GRACE_S) -> None:
         self.jobs = list(jobs)
         self.interval_s = interval_s
         self.max_ticks = max_ticks
+        self.stall_warn_s = stall_warn_s
+        self.stop_grace_s = stop_grace_s
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -54,13 +67,42 @@ class Worker:
         previous = self._install_signals()
         scheduler.start()
         log.info("worker started: %d hosts, every %gs", len(self.jobs), self.interval_s)
+        watch_s = min(self.interval_s, 1.0)
         try:
-            while not self.stop.wait(self.interval_s):  # Event.wait times on the monotonic clock
+            while not self.stop.wait(watch_s):  # Event.wait times on the monotonic clock
                 self.follow_clock_steps(scheduler)
+                self.report_stalls()
         finally:
-            scheduler.shutdown(wait=True)
+            scheduler.shutdown(wait=False)
+            stuck = self._wait_for_ticks()
             self._restore_signals(previous)
-            log.info("worker stopped")
+        if stuck:
+            raise StoppedStuck(
+                f"stopped after {self.stop_grace_s:g}s with {len(stuck)} tick(s) still "
+                f"waiting for an answer ({', '.join(stuck)}): the database or the host is "
+                "not answering; what they had not committed is rolled back")
+        log.info("worker stopped")
+
+    def report_stalls(self) -> list[str]:
+        """Log, once per tick, each tick that has run ``stall_warn_s`` without finishing."""
+        stalled = []
+        for job in self.jobs:
+            running = job.running_for()
+            if running >= self.stall_warn_s and not job.stall_logged:
+                job.stall_logged = True
+                stalled.append(job.host)
+                log.warning("tick running for %.0fs without finishing: the database or the "
+                            "host is not answering", running,
+                            extra=fields(host=job.host, kind="stall"))
+        return stalled
+
+    def _wait_for_ticks(self) -> list[str]:
+        """Wait up to the grace for the ticks in progress; the hosts still running then."""
+        deadline = time.monotonic() + self.stop_grace_s
+        for job in self.jobs:
+            job.idle.wait(max(0.0, deadline - time.monotonic()))
+        return [f"{job.host} for {job.running_for():.0f}s" for job in self.jobs
+                if not job.idle.is_set()]
 
     def follow_clock_steps(self, scheduler, now: datetime | None = None) -> int:
         """Run now every job due more than two intervals ahead (the wall clock stepped
