@@ -7,7 +7,8 @@ so two workers in one test process do not collide). The worker hands
 per tick, from the host's job thread, with the ``TickSummary`` it also prints.
 
 ``MetricsServer`` serves ``/metrics`` (the Prometheus text format) and ``/healthz``
-with the standard library's HTTP server in a daemon thread. It binds loopback
+with the standard library's HTTP server: one accepting thread, a bounded pool of
+handler threads, a timeout on every connection (docs/operations.md, "What is bounded"). It binds loopback
 addresses only, unless the configuration says ``metrics_allow_remote = true``: the
 worker has no authentication, and its host names and counts are nobody else's business.
 See docs/operations.md for each metric and the health rule.
@@ -18,11 +19,13 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from socket import AF_INET6
 from typing import NamedTuple
 
@@ -184,16 +187,66 @@ def is_loopback(host: str) -> bool:
         return False  # a name: it may resolve to anything
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+HANDLER_THREADS = 8  # connections served at once
+QUEUED_CONNECTIONS = 64  # accepted and waiting for a handler; past that, closed at once
+CONNECTION_TIMEOUT_S = 2.0  # a client silent this long is dropped
+LISTEN_BACKLOG = 128  # connections the kernel holds before we accept them
+
+
+class _Server(HTTPServer):
+    """The standard library's HTTP server with a bounded pool of handler threads.
+
+    Each connection has ``timeout_s`` to send its request and take the answer; at most
+    ``threads`` are served at once and ``queued`` more wait; a connection beyond that is
+    closed as soon as it is accepted. A client that resets the connection or goes
+    silent costs one debug line, never a traceback on the worker's stderr.
+    """
+
+    request_queue_size = LISTEN_BACKLOG
+    allow_reuse_address = True
+
+    def __init__(self, address, handler, *, threads: int, queued: int) -> None:
+        super().__init__(address, handler)
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="metrics-http")
+        self._slots = threading.BoundedSemaphore(threads + queued)
+        self.refused = 0  # connections closed because every slot was taken
+        self.failed = 0  # connections that ended in an error (reset, timeout)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            self.shutdown_request(request)
+            return
+        self._pool.submit(self._serve, request, client_address)
+
+    def _serve(self, request, client_address) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except OSError as error:  # reset, broken pipe, timed out: the client's doing
+            self.failed += 1
+            log.debug("metrics client %s: %s", client_address[0], error)
+        finally:
+            self.shutdown_request(request)
+            self._slots.release()
+
+    def handle_error(self, request, client_address) -> None:
+        self.failed += 1
+        log.debug("metrics client %s: %s", client_address[0], sys.exc_info()[1])
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class _Server6(_Server):
     address_family = AF_INET6
 
 
-def _handler(metrics: TickMetrics, stale_after_s: float) -> type[BaseHTTPRequestHandler]:
+def _handler(metrics: TickMetrics, stale_after_s: float,
+             timeout_s: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = timeout_s  # on the connection's socket: every read and write
+
         def do_GET(self) -> None:  # noqa: N802 (the http.server spelling)
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
@@ -220,11 +273,14 @@ def _handler(metrics: TickMetrics, stale_after_s: float) -> type[BaseHTTPRequest
 class MetricsServer:
     """``/metrics`` and ``/healthz`` on one address, served from a daemon thread."""
 
-    def __init__(self, host: str, port: int, metrics: TickMetrics,
-                 stale_after_s: float) -> None:
+    def __init__(self, host: str, port: int, metrics: TickMetrics, stale_after_s: float, *,
+                 threads: int = HANDLER_THREADS, queued: int = QUEUED_CONNECTIONS,
+                 timeout_s: float = CONNECTION_TIMEOUT_S) -> None:
         server_class = _Server6 if ":" in host else _Server
         try:
-            self._server = server_class((host, port), _handler(metrics, stale_after_s))
+            self._server = server_class((host, port),
+                                        _handler(metrics, stale_after_s, timeout_s),
+                                        threads=threads, queued=queued)
         except OSError as error:
             raise UsageError(f"metrics address {host}:{port}: {error.strerror or error}") from None
         self._thread = threading.Thread(target=self._server.serve_forever,
@@ -235,6 +291,16 @@ class MetricsServer:
     def port(self) -> int:
         """The bound port: the one asked for, or the one the system chose for port 0."""
         return self._server.server_address[1]
+
+    @property
+    def refused(self) -> int:
+        """Connections closed at once because every handler and queue slot was taken."""
+        return self._server.refused
+
+    @property
+    def failed(self) -> int:
+        """Connections that ended in an error of the client's (reset, silent, gone)."""
+        return self._server.failed
 
     @property
     def url(self) -> str:
