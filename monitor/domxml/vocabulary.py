@@ -189,6 +189,10 @@ class KindReader:
         self.keys = _key_loader(kind)
 
 
+def _attribute(path: str) -> bool:
+    return path.startswith("@") and "|" not in path
+
+
 def _single(reader: KindReader) -> Callable[[Any], tuple[KindReader, str]]:
     """The only kind of its tag; the common ``@attr``/fixed cases without a loop."""
     kind = reader.kind
@@ -199,6 +203,17 @@ def _single(reader: KindReader) -> Callable[[Any], tuple[KindReader, str]]:
     if not kind.cases and kind.device.startswith("@") and "|" not in kind.device:
         name = kind.device[1:]
         return lambda element: (reader, element.get(name) or otherwise)
+    if len(kind.cases) == 1 and _attribute(kind.cases[0][0]) and (
+            not kind.device or _attribute(kind.device)):  # controller, interface
+        ((path, value, found),) = kind.cases
+        case, name = path[1:], kind.device[1:] or None
+        found_pair, fixed_pair = (reader, found), (reader, otherwise)
+
+        def one_case(element):
+            if element.get(case) == value:
+                return found_pair
+            return (reader, element.get(name) or otherwise) if name else fixed_pair
+        return one_case
     device = reader.device
     return lambda element: (reader, device(element))
 
