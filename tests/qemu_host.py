@@ -3,8 +3,9 @@
 ``start_qemu_host()`` uses a libvirtd already running, or starts ``virtlogd`` and
 ``libvirtd`` by hand (systemd need not be PID 1), reading the daemon's pid from
 ``/run/libvirtd.pid``; ``QemuHost.close()`` destroys and undefines every domain named
-with this run's prefix, stops the default network and the daemons if it started them,
-and gives ``/dev/kvm`` back its owner and mode. A part that is missing raises
+with this run's prefix. Test runs on one machine share the daemon (``_SharedHost``):
+the last one to leave stops the default network and the daemons if a run started
+them, and gives ``/dev/kvm`` back its group and mode. A part that is missing raises
 ``QemuUnavailable`` with the reason (conftest turns it into a skip, or a failure under
 MONITOR_REQUIRE_QEMU).
 
@@ -12,14 +13,17 @@ What tests use: ``uri``; ``vm_name(suffix)`` (the names the finalizer sweeps);
 ``guest`` (the kernel and initrd a VM definition boots, tests/qemu_guest.py);
 ``work`` (a folder QEMU's user can write: disk images, console sockets);
 ``nic_source()`` (the default network when it runs, else user networking);
-``attach``/``detach`` of a device XML; ``wait_removed``, which waits for libvirt's
+``attach``/``detach`` of a device XML; ``change_media``; ``wait_removed``, which waits for libvirt's
 device-removed event with a deadline (unplug under TCG is asynchronous);
 ``wait_console`` for the guest's ready line; ``restart_daemon``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import grp
+import json
 import os
 import pwd
 import shutil
@@ -32,6 +36,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from lxml import etree
+
 from qemu_guest import READY_LINE, GuestBoot, guest_boot
 
 URI = "qemu:///system"
@@ -41,14 +47,18 @@ PIDFILES = {"libvirtd": Path("/run/libvirtd.pid"), "virtlogd": Path("/run/virtlo
 KVM = Path("/dev/kvm")
 QEMU_USER, KVM_GROUP = "libvirt-qemu", "kvm"  # Debian's
 DAEMON_DEADLINE_S = 30.0
+_SHARED = Path(tempfile.gettempdir())
+STATE = _SHARED / "monitor-qemu-test.json"
+SETUP_LOCK, USERS_LOCK = _SHARED / "monitor-qemu-test.setup.lock", _SHARED / "monitor-qemu-test.users.lock"
 
 
 class QemuUnavailable(Exception):
     """A part of the real-QEMU host is missing; the message says which."""
 
 
-def _deadline(seconds: float, what: str, ready: Callable[[], object]):
-    """``ready()``'s first true value, tried until ``seconds`` pass; TimeoutError after."""
+def wait_until(seconds: float, what: str, ready: Callable[[], object]):
+    """``ready()``'s first true value, tried until ``seconds`` pass; TimeoutError after
+    (a wait on a real condition, with a deadline)."""
     end = time.monotonic() + seconds
     while True:
         value = ready()
@@ -83,65 +93,94 @@ def _running_pid(name: str) -> int | None:
     return pid if _alive(pid) else None
 
 
-class _Daemon:
-    """One daemon started here by hand: ``NAME -d`` forks, and writes its pid file."""
-
-    def __init__(self, name: str, binary: Path) -> None:
-        self.name, self.binary = name, binary
-        self.pid: int | None = None
-
-    def start(self) -> None:
-        done = subprocess.run([str(self.binary), "-d"], capture_output=True, text=True,
-                              timeout=DAEMON_DEADLINE_S, check=False)
-        if done.returncode:
-            raise QemuUnavailable(f"{self.name} -d failed: {done.stderr.strip()}")
-        self.pid = _deadline(DAEMON_DEADLINE_S, f"{PIDFILES[self.name]} of {self.name}",
-                             lambda: _running_pid(self.name))
-
-    def stop(self) -> None:
-        if self.pid is None:
-            return
-        pid, self.pid = self.pid, None
-        try:
-            os.kill(pid, signal.SIGTERM)
-            _deadline(DAEMON_DEADLINE_S, f"{self.name} ({pid}) to exit",
-                      lambda: not _alive(pid))
-        except ProcessLookupError:
-            return
-        except TimeoutError:
-            os.kill(pid, signal.SIGKILL)
+def _start_daemon(name: str, binary: Path) -> int:
+    """``NAME -d`` forks; its pid, from the pid file it writes."""
+    done = subprocess.run([str(binary), "-d"], capture_output=True, text=True,
+                          timeout=DAEMON_DEADLINE_S, check=False)
+    if done.returncode:
+        raise QemuUnavailable(f"{name} -d failed: {done.stderr.strip()}")
+    return wait_until(DAEMON_DEADLINE_S, f"{PIDFILES[name]} of {name}",
+                     lambda: _running_pid(name))
 
 
-class _KvmAccess:
+def _stop_daemon(name: str, pid: int) -> None:
+    """SIGTERM, and SIGKILL if it is still there after the deadline."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+        wait_until(DAEMON_DEADLINE_S, f"{name} ({pid}) to exit", lambda: not _alive(pid))
+    except ProcessLookupError:
+        return
+    except TimeoutError:
+        os.kill(pid, signal.SIGKILL)
+
+
+def _grant_kvm() -> list[int] | None:
     """Where ``/dev/kvm`` exists but QEMU's user cannot open it, libvirt probes QEMU
-    again on every call (a define took minutes): open it to the kvm group for the run
-    (as udev does on a stock host), and give it back its owner and mode after."""
+    again on every call (a define took minutes): open it to the kvm group (as udev does
+    on a stock host); the group and mode to give back, or None if nothing changed."""
+    if not KVM.exists() or os.geteuid() != 0:
+        return None
+    try:
+        user = pwd.getpwnam(QEMU_USER)
+        group = grp.getgrnam(KVM_GROUP)
+    except KeyError:
+        return None  # no QEMU user to let in
+    status = KVM.stat()
+    in_group = status.st_gid in {user.pw_gid, *os.getgrouplist(user.pw_name, user.pw_gid)}
+    if (status.st_mode & 0o006 == 0o006) or (in_group and status.st_mode & 0o060 == 0o060):
+        return None
+    os.chown(KVM, -1, group.gr_gid)
+    KVM.chmod(0o660)
+    return [status.st_gid, status.st_mode & 0o7777]
+
+
+def _restore_kvm(saved: list[int]) -> None:
+    gid, mode = saved
+    os.chown(KVM, -1, gid)
+    KVM.chmod(mode)
+
+
+class _SharedHost:
+    """Test runs on one machine share one libvirtd (there is one ``qemu:///system``):
+    each holds a shared lock on ``USERS_LOCK`` while it runs; what any of them started
+    (daemons, the default network, ``/dev/kvm``'s mode) is written in ``STATE``, and the
+    last run to leave undoes it. ``SETUP_LOCK`` orders joining, leaving and restarts."""
 
     def __init__(self) -> None:
-        self._saved: tuple[int, int] | None = None
+        self._users = open(USERS_LOCK, "a")
 
-    def grant(self) -> None:
-        if not KVM.exists() or os.geteuid() != 0:
-            return
+    @contextlib.contextmanager
+    def setup(self):
+        """The state, under the setup lock; written back when the block ends."""
+        with open(SETUP_LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                state = json.loads(STATE.read_text()) if STATE.exists() else {}
+            except ValueError:
+                state = {}
+            try:
+                yield state
+            finally:  # what was started before a failure is undone by the last to leave
+                if state:
+                    STATE.write_text(json.dumps(state))
+                else:
+                    STATE.unlink(missing_ok=True)
+
+    def join(self) -> None:
+        fcntl.flock(self._users, fcntl.LOCK_SH)
+
+    def alone(self) -> bool:
+        """Whether no other run uses the host (call under ``setup``); still joined."""
         try:
-            user = pwd.getpwnam(QEMU_USER)
-            group = grp.getgrnam(KVM_GROUP)
-        except KeyError:
-            return  # no QEMU user to let in
-        status = KVM.stat()
-        in_group = status.st_gid in {user.pw_gid, *os.getgrouplist(user.pw_name, user.pw_gid)}
-        if (status.st_mode & 0o006 == 0o006) or (in_group and status.st_mode & 0o060 == 0o060):
-            return
-        self._saved = (status.st_gid, status.st_mode & 0o7777)
-        os.chown(KVM, -1, group.gr_gid)
-        KVM.chmod(0o660)
+            fcntl.flock(self._users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            fcntl.flock(self._users, fcntl.LOCK_SH)  # a failed upgrade dropped it
+        return True
 
-    def restore(self) -> None:
-        if self._saved is not None:
-            gid, mode = self._saved
-            os.chown(KVM, -1, gid)
-            KVM.chmod(mode)
-            self._saved = None
+    def leave(self) -> None:
+        self._users.close()
 
 
 class DeviceEvents:
@@ -222,26 +261,24 @@ class QemuHost:
         self.work = Path(tempfile.mkdtemp(prefix="monitor-qemu-", dir="/var/tmp"))
         self.work.chmod(0o777)  # QEMU's user makes its sockets here
         self.network: str | None = None
-        self._network_started = False
-        self._daemons = [_Daemon("virtlogd", VIRTLOGD), _Daemon("libvirtd", LIBVIRTD)]
-        self._kvm = _KvmAccess()
+        self._shared = _SharedHost()
         self.connection = None
         self.events: DeviceEvents | None = None
 
     # --- the daemon ---------------------------------------------------------------
 
-    @property
-    def owns_daemon(self) -> bool:
-        return self._daemons[1].pid is not None
-
     def open(self) -> "QemuHost":
-        self._kvm.grant()
-        for daemon in self._daemons:
-            if _running_pid(daemon.name) is None:
-                daemon.start()
-        self.connection = self._connect()
+        with self._shared.setup() as state:
+            self._shared.join()
+            if "kvm" not in state:
+                state["kvm"] = _grant_kvm()
+            started = state.setdefault("started", {})
+            for name, binary in (("virtlogd", VIRTLOGD), ("libvirtd", LIBVIRTD)):
+                if _running_pid(name) is None:
+                    started[name] = _start_daemon(name, binary)
+            self.connection = self._connect()
+            self._start_network(state)
         self.events = DeviceEvents(self.libvirt, self.uri)
-        self._start_network()
         return self
 
     def _connect(self):
@@ -254,28 +291,32 @@ class QemuHost:
                 return None
 
         try:
-            return _deadline(DAEMON_DEADLINE_S, f"libvirt at {self.uri}", opened)
+            return wait_until(DAEMON_DEADLINE_S, f"libvirt at {self.uri}", opened)
         except TimeoutError as error:
             raise QemuUnavailable(str(error)) from None
 
     def restart_daemon(self) -> None:
-        """Stop and start libvirtd (QEMU's processes go on); reconnect what this holds."""
-        if not self.owns_daemon:
-            raise QemuUnavailable("restarting libvirtd needs one this test run started")
-        daemon = self._daemons[1]
-        daemon.stop()
-        daemon.start()
-        self.connection = self._connect()
+        """Stop and start libvirtd (QEMU's processes go on); reconnect what this holds.
+        Only a libvirtd that a test run started, and that no other run uses."""
+        with self._shared.setup() as state:
+            pid = state.get("started", {}).get("libvirtd")
+            if pid is None or pid != _running_pid("libvirtd"):
+                raise QemuUnavailable("restarting libvirtd needs one a test run started")
+            if not self._shared.alone():
+                raise QemuUnavailable("another test run uses this libvirtd")
+            _stop_daemon("libvirtd", pid)
+            state["started"]["libvirtd"] = _start_daemon("libvirtd", LIBVIRTD)
+            self.connection = self._connect()
         self.events.connect()
 
-    def _start_network(self) -> None:
+    def _start_network(self, state: dict) -> None:
         """The default network if it runs or starts; else NICs use user networking."""
         libvirt = self.libvirt
         try:
             network = self.connection.networkLookupByName("default")
             if not network.isActive():
                 network.create()
-                self._network_started = True
+                state["network"] = "default"
             self.network = "default"
         except libvirt.libvirtError:
             self.network = None
@@ -309,6 +350,15 @@ class QemuHost:
             domain.detachDeviceFlags(device_xml, live)
         self.events.wait_removed(vm_id, alias, timeout_s)
 
+    def change_media(self, vm_id: str, alias: str, source: Path) -> None:
+        """``virsh change-media``: the live disk with ``alias``, with another source."""
+        domain = self.domain(vm_id)
+        disk = next(disk for disk in etree.fromstring(domain.XMLDesc(0)).iter("disk")
+                    if disk.find(f"alias[@name='{alias}']") is not None)
+        disk.find("source").set("file", str(source))
+        domain.updateDeviceFlags(etree.tostring(disk, encoding="unicode"),
+                                 self.libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
     def wait_removed(self, vm_id: str, alias: str, timeout_s: float = 120.0) -> None:
         self.events.wait_removed(vm_id, alias, timeout_s)
 
@@ -317,7 +367,7 @@ class QemuHost:
         end = time.monotonic() + timeout_s
         seen = b""
         with socket.socket(socket.AF_UNIX) as console:
-            _deadline(timeout_s, f"console socket {path}", lambda: _connected(console, path))
+            wait_until(timeout_s, f"console socket {path}", lambda: _connected(console, path))
             while READY_LINE not in seen:
                 left = end - time.monotonic()
                 if left <= 0:
@@ -332,25 +382,37 @@ class QemuHost:
     # --- the end ------------------------------------------------------------------
 
     def close(self) -> list[str]:
-        """Remove what this run made; the problems met (also in the daemons' stop)."""
+        """Remove what this run made, and, the last run to leave, what the runs
+        started; the problems met."""
         problems: list[str] = []
-        if self.connection is not None:
-            problems += self._remove_domains()
-            if self._network_started:
-                try:
-                    self.connection.networkLookupByName("default").destroy()
-                except self.libvirt.libvirtError as error:
-                    problems.append(f"stopping the default network: {error}")
         if self.events is not None:
             self.events.close()
-        if self.connection is not None:
-            self.connection.close()
-            self.connection = None
-        for daemon in reversed(self._daemons):
-            daemon.stop()
-        self._kvm.restore()
+        with self._shared.setup() as state:
+            last = self._shared.alone()
+            if self.connection is not None:
+                problems += self._remove_domains()
+                if last and state.get("network"):
+                    problems += self._stop_network(state["network"])
+                self.connection.close()
+                self.connection = None
+            if last:
+                for name in ("libvirtd", "virtlogd"):
+                    pid = state.get("started", {}).get(name)
+                    if pid is not None and pid == _running_pid(name):
+                        _stop_daemon(name, pid)
+                if state.get("kvm"):
+                    _restore_kvm(state["kvm"])
+                state.clear()
+            self._shared.leave()
         shutil.rmtree(self.work, ignore_errors=True)
         return problems
+
+    def _stop_network(self, name: str) -> list[str]:
+        try:
+            self.connection.networkLookupByName(name).destroy()
+        except self.libvirt.libvirtError as error:
+            return [f"stopping the {name} network: {error}"]
+        return []
 
     def _remove_domains(self) -> list[str]:
         problems = []

@@ -36,8 +36,8 @@ def test_replay_check_passes(fixture, db_url, capsys):
 class Clock:
     """The engine's clocks, one second further on each reading: report times stay ordered."""
 
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    def __init__(self, start: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc)) -> None:
+        self.now = start
         self.elapsed = 0.0
 
     def utc(self) -> datetime:
@@ -49,10 +49,10 @@ class Clock:
         return self.elapsed
 
 
-def run_fixture(name: str, db_url: str):
+def run_fixture(name: str, db_url: str, clock: Clock | None = None):
     """Replay a fixture; return its per-tick summaries {(tick, host): summary} and the store."""
     store = Store.open(db_url)
-    context = TickContext(store=store, holder="test-worker", clock=Clock())
+    context = TickContext(store=store, holder="test-worker", clock=clock or Clock())
     summaries = {}
     replay(read_fixture(FIXTURES / name), context,
            on_tick=lambda number, summary: summaries.__setitem__((number, summary.host), summary))
@@ -161,6 +161,24 @@ def test_nic_replug_keeps_one_row(db_url):
     with store.transaction() as tx:
         nics = [r for r in tx.export()["devices"] if r["type"] == "interface"]
     assert len(nics) == 1 and nics[0]["is_plugged"] and nics[0]["address"]
+
+
+def test_qemu_hotplug_recorded_on_a_real_host(db_url):
+    """Recorded from libvirt 9.0 and QEMU 7.2 by tests/test_real_qemu.py: a NIC row
+    found by MAC and unplugged forgets libvirt's alias net0, which libvirt then hands
+    to another NIC (tick 4): that one is foreign, the row stays unplugged."""
+    # its inventory holds the live DB's report times: the replay's clock starts later
+    ticks, store = run_fixture("qemu-hotplug", db_url,
+                               Clock(start=datetime(2027, 1, 1, tzinfo=timezone.utc)))
+    host = "qemu-local"
+    assert ticks[(2, host)].rules["mac"] == 1 and ticks[(2, host)].new == 1  # NIC, channel
+    assert (ticks[(3, host)].unplugged, ticks[(3, host)].deleted) == (1, 1)
+    reused = ticks[(4, host)]
+    assert "mac" not in reused.rules and reused.new == 2  # the DIMM and the USB device
+    assert reused.foreign == ticks[(3, host)].foreign + 1
+    with store.transaction() as tx:
+        nics = [r for r in tx.export()["devices"] if r["type"] == "interface"]
+    assert [(nic["is_plugged"], nic["alias"], nic["address"]) for nic in nics] == [(False, "", {})]
 
 
 def test_emit_dicts_writes_one_line_per_applied_vm(tmp_path, capsys):
