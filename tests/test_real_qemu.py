@@ -21,7 +21,8 @@ from typing import NamedTuple
 import pytest
 
 from monitor.cli import main
-from qemu_host import wait_until
+from conftest import missing
+from qemu_host import QemuUnavailable, wait_until
 
 HOST = "qemu-local"
 SUMMARY = re.compile(r"^host=\S+ .*time=\d+ms$", re.MULTILINE)
@@ -226,7 +227,7 @@ def fleet(qemu_host, work: Path) -> tuple[GuestVm, GuestVm, dict[str, str]]:
 
 def test_an_operator_runs_a_real_host(operator, qemu_host):
     """load, start, run; then every kind of hot-plug and unplug, change-media, a
-    libvirtd restart, a recording while the host changes, and a destroy."""
+    recording while the host changes, and a libvirtd restart."""
     work = qemu_host.work
     q35, pc, ids = fleet(qemu_host, work)
     operator.load({"vms": [q35.vm, pc.vm], "devices": q35.rows + pc.rows})
@@ -313,11 +314,6 @@ def test_an_operator_runs_a_real_host(operator, qemu_host):
     assert (changed["applied"], changed["rows"]) == (1, 0)
     nothing(changes)
 
-    # A libvirtd restart: QEMU's processes go on, the daemon reports them again.
-    qemu_host.restart_daemon()
-    _, changes = scenario.step("libvirtd restarted")
-    nothing(changes)
-    assert {vm["status"] for vm in scenario.document["vms"]} == {"Up"}
 
     # monitor record while the host changes: replayed into a fresh DB, the recording
     # gives what the live DB holds once the worker ticked, every field but hash_time.
@@ -342,6 +338,16 @@ def test_an_operator_runs_a_real_host(operator, qemu_host):
     keep = os.environ.get("MONITOR_QEMU_RECORDING")
     if keep:  # how fixtures/qemu-hotplug was made (docs/operations.md)
         shutil.copytree(recording, keep)
+
+    # A libvirtd restart: QEMU's processes go on, the daemon reports them again. Last,
+    # as only a daemon no other test run shares can be restarted (always so in CI).
+    try:
+        qemu_host.restart_daemon()
+    except QemuUnavailable as error:
+        missing(f"restarting libvirtd: {error}", "MONITOR_REQUIRE_QEMU")
+    _, changes = scenario.step("libvirtd restarted")
+    nothing(changes)
+    assert {vm["status"] for vm in scenario.document["vms"]} == {"Up"}
 
 
 def without_hash_time(document: dict) -> dict:
