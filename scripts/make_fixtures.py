@@ -385,13 +385,15 @@ def many_vms(root: Path, count: int = 30, versions: int = 1) -> list[VmRecord]:
 
     ``count`` VMs on host-a, each loaded with its managed rows and the hash
     ``inventory``; tick k (1..versions) reports version k of every VM: the same managed
-    devices (user aliases) with k + 1 root-port rows (the builder adds the others up to
-    the VM's ``pcie_root_ports``) and another layout. The rows a
-    version leaves do not depend on the version applied before it, so a test knows
-    the rows each hash must come with.
+    devices (user aliases) with k + 1 PCIe root ports and another layout, so no two
+    versions have the same XML (``pcie_root_ports`` 0: the builder adds no port of its
+    own). The rows a version leaves do not depend on the version applied before it, so
+    a test knows the rows each hash must come with.
     """
     s = Scenario("many-vms", root=root)
-    vms = [replace(vm_record(f"many{i:03d}"), hash="inventory") for i in range(count)]
+    vms = [replace(vm_record(f"many{i:03d}"), hash="inventory",
+                   definition={**vm_record(f"many{i:03d}").definition, "pcie_root_ports": 0})
+           for i in range(count)]
     s.inventory(vms, [r for vm in vms for r in managed_rows(vm)])
     for version in range(1, versions + 1):
         s.next_tick()
