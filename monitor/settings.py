@@ -70,12 +70,31 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
+# 600 characters of UTF-8 (4 bytes each at worst) and a VM id fit PostgreSQL's btree
+# entry limit of 2,704 bytes: the most an alias may be, since aliases are indexed.
+MAX_STORABLE_VALUE_CHARS = 600
+
+
 class Limits(Section):
-    """``[limits]``: what one VM's Domain XML may be (docs/operations.md, "Limits")."""
+    """``[limits]``: what one input may hold (docs/operations.md, "Limits").
+
+    The defaults sit far above any real document (the corpus's largest Domain XML:
+    30 KB, 566 elements, 9 attributes on one element, a text of 5,464 characters, a
+    value of 187), and low enough that the worst document inside them costs a small
+    multiple of parsing it (tests/test_worst_documents.py).
+    """
 
     max_xml_bytes: int = Field(8 * 1024 * 1024, ge=1, le=256 * 1024 * 1024)
     max_devices: int = Field(4096, ge=1, le=100_000)
     max_depth: int = Field(64, ge=1, le=255)  # libxml2 itself stops at 256 levels
+    max_elements: int = Field(100_000, ge=1, le=10_000_000)  # in one Domain XML
+    # Attributes of one element the engine reads whole (<address>, metadata <device>).
+    max_attributes: int = Field(256, ge=1, le=4096)
+    max_text_chars: int = Field(1024 * 1024, ge=1, le=256 * 1024 * 1024)  # metadata text
+    # One value a row stores from the XML: an alias, an address attribute, a device's
+    # type and name, the VM's name.
+    max_value_chars: int = Field(512, ge=1, le=MAX_STORABLE_VALUE_CHARS)
+    max_json_bytes: int = Field(256 * 1024 * 1024, ge=1, le=16 * 1024 * 1024 * 1024)
 
 
 class WorkerSettings(Section):

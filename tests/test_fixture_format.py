@@ -89,7 +89,7 @@ def test_hash_not_yet_reads_as_none(tmp_path, entry):
     pytest.param("ticks/1/h.json", json.dumps(up()), "4 or more digits", id="tick-3-digits-short"),
     pytest.param("ticks/first/h.json", json.dumps(up()), "4 or more digits", id="tick-not-number"),
     pytest.param("ticks/0001", "a file", "4 or more digits", id="tick-is-a-file"),
-    pytest.param("ticks/0001/h.json", "{not json", "not readable JSON", id="malformed-json"),
+    pytest.param("ticks/0001/h.json", "{not json", "not valid JSON", id="malformed-json"),
     pytest.param("ticks/0001/h.json", '{"error": "exploded"}', "unknown error 'exploded'",
                  id="unknown-error"),
     pytest.param("ticks/0001/h.json", '["Up"]', "expected", id="not-an-object"),

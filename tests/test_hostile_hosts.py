@@ -191,3 +191,75 @@ def test_a_bad_limit_is_a_one_line_error_at_start(tmp_path, text, message):
     with pytest.raises(UsageError) as refused:
         load_settings(db="sqlite://", config=config)
     assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+# --- what no row can store, and documents libvirt never writes -------------------------
+
+
+def rows_of(store: Store, vm_id: str) -> list:
+    with store.transaction() as tx:
+        return sorted((row.device_id, row.alias, row.is_plugged) for row in tx.rows([vm_id])[vm_id])
+
+
+LONG = "v" * 3000  # past PostgreSQL's btree entry (2,704 bytes) when it is an alias
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    pytest.param(lambda xml: xml.replace(b'<alias name="pci.1"/>',
+                                         f'<alias name="{LONG}"/>'.encode(), 1),
+                 "alias is 3000 characters, over the limit of 512", id="alias"),
+    pytest.param(lambda xml: xml.replace(b'slot="0x01"', f'slot="{LONG}"'.encode(), 1),
+                 "address attribute is 3000 characters, over the limit of 512",
+                 id="address-value"),
+    pytest.param(lambda xml: xml.replace(b"<name>mover</name>", f"<name>{LONG}</name>".encode()),
+                 "<name> is 3000 characters, over the limit of 512", id="name"),
+    pytest.param(lambda xml: xml.replace(b"</devices>", f"<{LONG[:600]}/></devices>".encode()),
+                 "type is 600 characters, over the limit of 512", id="device-tag"),
+])
+def test_a_value_no_row_can_store_is_a_bad_xml_on_both_databases(store, mutate, message):
+    """The same clear last_error on SQLite and PostgreSQL (which cannot index the value)."""
+    reports, xmls = demo_answer()
+    xmls[FIRST] = mutate(xmls[FIRST])
+    before = rows_of(store, FIRST)
+    summary = run_tick(ScriptedHost("host-a", reports, xmls), TickContext(store=store, holder="t"))
+    assert (summary.applied, summary.errors["xml"], summary.errors["db"]) == (1, 1, 0)
+    refused = vm(store, FIRST)
+    assert refused.hash is None and refused.last_error_hash == reports[FIRST].hash
+    assert message in refused.last_error and "\n" not in refused.last_error
+    assert rows_of(store, FIRST) == before
+    assert vm(store, SECOND).hash == reports[SECOND].hash
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    pytest.param(lambda xml: xml.replace(b"<devices>", b"<devices/><devices>", 1),
+                 "two <devices> elements", id="empty-devices-first"),
+    pytest.param(lambda xml: xml.replace(b"</devices>", b"</devices><devices/>", 1),
+                 "two <devices> elements", id="empty-devices-last"),
+    pytest.param(lambda xml: xml.replace(
+        b"</uuid>", b"</uuid><uuid>9b4d3cf8-d5db-5fa4-9488-c6d7e4444a13</uuid>", 1),
+                 "two <uuid> elements", id="two-uuids"),
+])
+def test_a_document_with_two_uuids_or_two_devices_is_refused(store, mutate, message):
+    """libvirt writes each once; an empty second <devices> used to unplug every row."""
+    reports, xmls = demo_answer()
+    xmls[FIRST] = mutate(xmls[FIRST])
+    before = rows_of(store, FIRST)
+    summary = run_tick(ScriptedHost("host-a", reports, xmls), TickContext(store=store, holder="t"))
+    assert (summary.applied, summary.errors["xml"], summary.unplugged) == (1, 1, 0)
+    assert message in vm(store, FIRST).last_error
+    assert rows_of(store, FIRST) == before
+
+
+def test_one_vm_id_in_two_spellings_is_refused_for_that_vm_only(store, caplog):
+    reports, xmls = demo_answer()
+    shouted = FIRST.upper()
+    answer = {**reports, shouted: VmReport("Up", "other-hash")}
+    caplog.set_level(logging.WARNING, logger="monitor.tick")
+    summary = run_tick(ScriptedHost("host-a", answer, xmls), TickContext(store=store, holder="t"))
+    assert (summary.errors["bad-report"], summary.applied) == (2, 1)
+    assert vm(store, FIRST).hash is None and vm(store, FIRST).last_error is None
+    assert vm(store, SECOND).hash == reports[SECOND].hash
+    logged = sorted(r.vm for r in caplog.records if r.kind == "bad-report")
+    assert logged == sorted([FIRST, shouted])
+    assert all(f"{FIRST}, {shouted}" in r.getMessage()
+               for r in caplog.records if r.kind == "bad-report")

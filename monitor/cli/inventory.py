@@ -43,8 +43,11 @@ def _store(args: argparse.Namespace):
 def run_load(args: argparse.Namespace) -> int:
     from monitor.store import load_document, read_document
 
-    document = read_document(args.file)
-    with _store(args) as store:
+    from monitor.wiring import open_store, settings_from
+
+    settings = settings_from(args)
+    document = read_document(args.file, settings.limits.max_json_bytes)
+    with open_store(settings) as store:
         try:
             summary = load_document(store, document)
         except UsageError as error:

@@ -12,25 +12,30 @@ from functools import partial
 
 from lxml import etree
 
+from monitor.domxml.attributes import attributes
 from monitor.domxml.vocabulary import READERS_BY_TAG
 from monitor.errors import XmlError
 from monitor.model.address import EMPTY_ADDRESS, Address
 from monitor.model.alias import NO_ALIAS, Alias
 from monitor.model.device import ReportedDevice
+from monitor.settings import Limits
+
+DEFAULT_LIMITS = Limits()
 
 
-def read_devices(devices, max_devices: int) -> tuple[ReportedDevice, ...]:
+def read_devices(devices, limits: Limits) -> tuple[ReportedDevice, ...]:
     """Every element child of ``<devices>``, in order; comments and PIs are skipped."""
     found = []
     append = found.append
+    max_devices = limits.max_devices
     for position, element in enumerate(devices.iterchildren(etree.Element)):
         if position == max_devices:
             raise XmlError(f"more than {max_devices} devices in <devices>")
-        append(read_device(element, position))
+        append(read_device(element, position, limits))
     return tuple(found)
 
 
-def read_device(element, position: int) -> ReportedDevice:
+def read_device(element, position: int, limits: Limits = DEFAULT_LIMITS) -> ReportedDevice:
     tag = element.tag
     read = READERS_BY_TAG.get(tag)
     if read is not None:
@@ -41,16 +46,37 @@ def read_device(element, position: int) -> ReportedDevice:
         loader = None
     alias = NO_ALIAS
     address = EMPTY_ADDRESS
+    max_value = limits.max_value_chars
     # Direct children only: hostdev/source/address is the host side, not the guest's.
     # One plain loop is cheaper than iterchildren(tags) or two find() calls.
     for child in element:
         child_tag = child.tag
         if child_tag == "alias":
             if alias is NO_ALIAS:
-                alias = parse_alias(child.get("name"))
+                name = child.get("name")
+                if name is not None and len(name) > max_value:
+                    raise _unstorable(tag, position, "alias", len(name), max_value)
+                alias = parse_alias(name)
         elif child_tag == "address" and address is EMPTY_ADDRESS:
-            address = Address(child.items())
+            address = Address(attributes(child, limits.max_attributes))
+            _check_address(tag, position, address.attrs, max_value)
+    if len(type_) > max_value or len(device) > max_value:
+        raise _unstorable(tag, position, "type", max(len(type_), len(device)), max_value)
     return ReportedDevice(tag, type_, device, alias, address, position, None, loader)
+
+
+def _check_address(tag: str, position: int, attrs: dict[str, str], max_value: int) -> None:
+    """An address attribute longer than a row may store refuses the document."""
+    for name, value in attrs.items():
+        if len(value) > max_value or len(name) > max_value:
+            raise _unstorable(tag, position, "address attribute",
+                              max(len(name), len(value)), max_value)
+
+
+def _unstorable(tag: str, position: int, what: str, length: int, max_value: int) -> XmlError:
+    """The one-line refusal of a value no row can hold (docs/operations.md "Limits")."""
+    return XmlError(f"device #{position} <{tag[:40]}>: its {what} is {length} characters, "
+                    f"over the limit of {max_value} (max_value_chars)")
 
 
 # Aliases repeat on every poll of a VM (and libvirt's across VMs: net0, virtio-disk0),

@@ -23,16 +23,18 @@ tick folder (notes, a host folder without its ``.json``) are not read.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
 from monitor.errors import FixtureError
+from monitor.inputfile import read_json
 from monitor.hosts.source import VmReport, is_host_name, report
-from monitor.model.ids import normalize_uuid
+from monitor.model.ids import ids_in_several_spellings, normalize_uuid
+from monitor.settings import Limits
 
+DEFAULT_LIMITS = Limits()
 TICK_NAME = re.compile(r"[0-9]{4,}")
 HOST_ERRORS = ("unreachable", "timeout", "refused")
 LOCKS_FILE = "locks.json"
@@ -132,10 +134,7 @@ def _read_tick(number: int, path: Path) -> Tick:
 
 
 def _read_json(file: Path):
-    try:
-        return json.loads(file.read_bytes())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise FixtureError(f"{file}: not readable JSON: {_one_line(error)}") from None
+    return read_json(file, DEFAULT_LIMITS.max_json_bytes, FixtureError)
 
 
 def _read_answer(host: str, file: Path, xml_dir: Path) -> HostAnswer:
@@ -158,8 +157,11 @@ def _read_reports(file: Path, vms) -> dict[str, VmReport]:
     if not isinstance(vms, dict):
         raise FixtureError(f"{file}: \"vms\" must be an object of vm id -> report")
     reports = {}
+    # A VM spelled two ways keeps both spellings, so the tick sees and refuses them
+    # (docs/operations.md "Limits"), instead of one silently replacing the other.
+    spelled_twice = {s for found in ids_in_several_spellings(vms).values() for s in found}
     for raw_id, entry in vms.items():
-        vm_id = normalize_uuid(raw_id)
+        vm_id = raw_id if raw_id in spelled_twice else normalize_uuid(raw_id)
         if vm_id is None:
             raise FixtureError(f"{file}: vm id {raw_id!r} is not a UUID")
         if not isinstance(entry, dict) or not isinstance(entry.get("status"), str):
@@ -172,7 +174,7 @@ def _read_reports(file: Path, vms) -> dict[str, VmReport]:
 
 
 def _read_locks(file: Path) -> frozenset[str]:
-    if not file.is_file():
+    if not file.exists():  # a device or a FIFO named locks.json is read, and refused
         return frozenset()
     document = _read_json(file)
     if not isinstance(document, list):

@@ -27,7 +27,8 @@ from monitor.model.ids import normalize_uuid
 def write_json(path: Path, document) -> None:
     """The fixture's JSON form: sorted keys, indent 2, a trailing newline."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    text = json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False,
+                      allow_nan=False) + "\n"
     path.write_text(text, encoding="utf-8")
 
 

@@ -19,8 +19,11 @@ from collections.abc import Iterator, Sequence
 from monitor.errors import FixtureError, HostError, HostRefused, HostTimeout, HostUnreachable
 from monitor.hosts.fixture import Fixture, HostAnswer, Tick
 from monitor.hosts.source import VmReport, xml_by_vm
+from monitor.inputfile import read_head
 from monitor.model.ids import normalize_uuid
+from monitor.settings import Limits
 
+DEFAULT_LIMITS = Limits()
 _ERRORS: dict[str, type[HostError]] = {
     "unreachable": HostUnreachable,
     "timeout": HostTimeout,
@@ -31,13 +34,15 @@ _ERRORS: dict[str, type[HostError]] = {
 class ReplayHostSource:
     """One host of one tick of a fixture."""
 
-    def __init__(self, tick: Tick, host: str) -> None:
+    def __init__(self, tick: Tick, host: str, max_xml_bytes: int = DEFAULT_LIMITS.max_xml_bytes
+                 ) -> None:
         answer = tick.answer(host)
         if answer is None:
             raise FixtureError(f"{tick.path}: host {host} was not polled in this tick")
         self.name = host
         self._tick = tick
         self._answer: HostAnswer = answer
+        self._max_xml_bytes = max_xml_bytes
 
     @property
     def tick(self) -> Tick:
@@ -59,7 +64,8 @@ class ReplayHostSource:
             if canonical is None:
                 continue  # no file can name it: not returned
             try:
-                yield vm_id, self._answer.xml_path(canonical).read_bytes()
+                # Never more than one byte past the limit: the parse refuses it as too big.
+                yield vm_id, read_head(self._answer.xml_path(canonical), self._max_xml_bytes)
             except FileNotFoundError:
                 continue  # recorded as not returned by the dump
 
@@ -74,9 +80,9 @@ class ReplayHostSource:
         return _ERRORS[kind](f"host {self.name}: {kind} (recorded in tick {self._tick.path.name})")
 
 
-def tick_sources(tick: Tick) -> tuple[ReplayHostSource, ...]:
+def tick_sources(tick: Tick, limits: Limits = DEFAULT_LIMITS) -> tuple[ReplayHostSource, ...]:
     """A source for every host polled in ``tick``, in host name order."""
-    return tuple(ReplayHostSource(tick, host) for host in tick.hosts)
+    return tuple(ReplayHostSource(tick, host, limits.max_xml_bytes) for host in tick.hosts)
 
 
 class LoopingReplaySource:
@@ -87,8 +93,9 @@ class LoopingReplaySource:
     since a device command holds its locks before the poll that sees its VM.
     """
 
-    def __init__(self, fixture: Fixture, host: str) -> None:
+    def __init__(self, fixture: Fixture, host: str, limits: Limits = DEFAULT_LIMITS) -> None:
         self.name = host
+        self._max_xml_bytes = limits.max_xml_bytes
         self._ticks = tuple(tick for tick in fixture.ticks if tick.answer(host) is not None)
         if not self._ticks:
             raise FixtureError(f"{fixture.root}: host {host} is polled in no tick; name "
@@ -103,7 +110,8 @@ class LoopingReplaySource:
         return self._current.tick.number if self._current else None
 
     def poll(self) -> dict[str, VmReport]:
-        self._current = ReplayHostSource(self._ticks[self._next], self.name)
+        self._current = ReplayHostSource(self._ticks[self._next], self.name,
+                                         self._max_xml_bytes)
         self._next = (self._next + 1) % len(self._ticks)
         return self._current.poll()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 
 _UUID_RE = re.compile(
     r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
@@ -39,6 +40,11 @@ def normalize_mac(text: str | None) -> str | None:
     return text.lower().replace("-", ":")
 
 
+# No number in a Domain XML or a row has more characters (a 64-bit value has 20 digits);
+# longer digit strings stay text, compared as text (docs/operations.md "Limits").
+MAX_NUMBER_CHARS = 40
+
+
 def normalize_number(text: str | int | None) -> int | str | None:
     """An integer from ``0x1f`` or ``31`` (or an int); other text stays as it is.
 
@@ -52,9 +58,35 @@ def normalize_number(text: str | int | None) -> int | str | None:
     if not isinstance(text, str):
         return repr(text)
     stripped = text.strip()
+    if len(stripped) > MAX_NUMBER_CHARS:
+        return text  # converting a long decimal costs time quadratic in its length
     try:
         if stripped[:2].lower() == "0x":
             return int(stripped, 16)
         return int(stripped, 10)
     except ValueError:
         return text
+
+
+def ids_in_several_spellings(ids: Iterable[object]) -> dict[str, list[str]]:
+    """The UUIDs that ``ids`` spell more than one way (``ABC...`` and ``abc...``).
+
+    Canonical id -> its spellings, in the order given. Only ids that are not already
+    canonical cost a normalization, so a well-behaved host answer costs one regex
+    match per VM.
+    """
+    spellings: dict[str, list[str]] = {}
+    canonical_ids = set()
+    for vm_id in ids:
+        if not isinstance(vm_id, str):
+            continue
+        if _CANONICAL_UUID_RE.match(vm_id):
+            canonical_ids.add(vm_id)
+            continue
+        canonical = normalize_uuid(vm_id)
+        if canonical is not None:
+            spellings.setdefault(canonical, []).append(vm_id)
+    for canonical, others in spellings.items():
+        if canonical in canonical_ids:
+            others.insert(0, canonical)
+    return {canonical: found for canonical, found in spellings.items() if len(found) > 1}

@@ -22,9 +22,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from monitor.errors import UsageError
+from monitor.errors import MonitorError, UsageError
+from monitor.inputfile import read_json
 from monitor.model.ids import normalize_uuid
 from monitor.model.rows import DeviceRow, VmRecord
+from monitor.settings import Limits
 
 if TYPE_CHECKING:
     from monitor.store.repository import Store
@@ -85,7 +87,13 @@ def build_document(
 
 
 def dumps(document: Mapping[str, Any]) -> str:
-    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    """The document as JSON text; a NaN or an infinity (no JSON number) is refused."""
+    try:
+        return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False,
+                          allow_nan=False) + "\n"
+    except ValueError as error:
+        raise MonitorError(f"cannot export: {error} (a stored value is not a JSON number)") \
+            from None
 
 
 # --- reading -------------------------------------------------------------------------
@@ -120,7 +128,10 @@ def _time(value: Any) -> datetime:
         raise _Invalid(f"is not an ISO 8601 time: {value!r}") from None
     if parsed.tzinfo is None:
         raise _Invalid(f"has no UTC offset (write ...Z): {value!r}")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+        raise _Invalid(f"is outside the calendar in UTC: {value!r}") from None
 
 
 def _flag(value: Any) -> bool:
@@ -231,21 +242,10 @@ def parse_document(document: Any) -> Inventory:
     return Inventory(tuple(records.values()), rows)
 
 
-def read_document(path: str | Path) -> Any:
-    """The JSON in ``path``; a missing or malformed file is a one-line UsageError."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except OSError as error:
-        raise UsageError(f"{path}: {error.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not UTF-8 text") from None
-    except json.JSONDecodeError as error:
-        raise UsageError(
-            f"{path}: not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
-        ) from None
+def read_document(path: str | Path, max_bytes: int = Limits().max_json_bytes) -> Any:
+    """The JSON in ``path``; a missing, oversized or malformed file is a one-line
+    UsageError (``monitor.inputfile`` lists what is refused)."""
+    return read_json(path, max_bytes, UsageError)
 
 
 # --- the store ------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from monitor.legacy.dicts import ConvertedVm
 from monitor.logfields import fields
 from monitor.model.changes import VmChanges
 from monitor.model.domain import ParsedDomain
+from monitor.model.ids import ids_in_several_spellings
 from monitor.settings import Limits
 from monitor.store import Fence, Store
 from monitor.tick.backoff import VmBackoff
@@ -199,8 +200,14 @@ def _checked_reports(context: TickContext, reports, summary: TickSummary) -> dic
                           "not VM reports")
     context.logged_once.polled(summary.host, map(str, reports))
     good: dict[str, VmReport] = {}
+    spelled_twice = {spelling: spellings
+                     for spellings in ids_in_several_spellings(reports).values()
+                     for spelling in spellings}
     for vm_id, report in reports.items():
         reason = _bad_report(vm_id, report)
+        if reason is None and vm_id in spelled_twice:
+            # Which spelling's report is right cannot be told: neither is used.
+            reason = f"the VM id is reported as {', '.join(spelled_twice[vm_id])}"
         if reason is None:
             good[vm_id] = report
             continue

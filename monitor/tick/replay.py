@@ -43,7 +43,7 @@ def replay(fixture: Fixture, context: TickContext,
     store = context.store
     vm_ids: set[str] = set()
     if fixture.inventory_path is not None:
-        document = read_document(fixture.inventory_path)
+        document = read_document(fixture.inventory_path, context.limits.max_json_bytes)
         load_document(store, document)
         vm_ids.update(vm["id"] for vm in document.get("vms", []))
     summaries: list[TickSummary] = []
@@ -51,13 +51,13 @@ def replay(fixture: Fixture, context: TickContext,
         for answer in tick.answers:
             vm_ids.update(answer.reports)
         with held_by_device_command(context, tick.locks):
-            for source in tick_sources(tick):
+            for source in tick_sources(tick, context.limits):
                 summary = run_tick(source, context)
                 summaries.append(summary)
                 if on_tick is not None:
                     on_tick(tick.number, summary)
     if fixture.has_expected:
-        vm_ids.update(vm["id"] for vm in read_document(fixture.expected_path).get("vms", []))
+        vm_ids.update(vm["id"] for vm in read_document(fixture.expected_path, context.limits.max_json_bytes).get("vms", []))
     return ReplayResult(len(fixture.ticks), tuple(summaries), frozenset(vm_ids))
 
 

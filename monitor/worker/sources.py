@@ -6,13 +6,13 @@ from monitor.errors import UsageError
 from monitor.hosts.fixture import read_fixture
 from monitor.hosts.replay import LoopingReplaySource
 from monitor.hosts.source import HostSource
-from monitor.settings import HostSettings
+from monitor.settings import HostSettings, Limits
 
 
-def build_source(host: HostSettings) -> HostSource:
+def build_source(host: HostSettings, limits: Limits | None = None) -> HostSource:
     """The host's source; its name is already checked (``HostSettings``)."""
     if host.fixture:
-        return LoopingReplaySource(read_fixture(host.fixture), host.name)
+        return LoopingReplaySource(read_fixture(host.fixture), host.name, limits or Limits())
     try:
         from monitor.hosts.libvirt_source import LibvirtHostSource
     except ImportError:
