@@ -15,7 +15,7 @@ from monitor.domxml.parser import parse_domain
 from monitor.errors import UsageError
 from monitor.hosts.fixture import read_fixture
 from monitor.hosts.source import VmReport, xml_by_vm
-from monitor.settings import Limits, load_settings
+from monitor.settings import MAX_STORABLE_VALUE_CHARS, Limits, load_settings
 from monitor.store import Store
 from monitor.tick.host_tick import TickContext, run_tick
 from monitor.wiring import tick_context
@@ -185,6 +185,8 @@ def test_limits_come_from_the_config_file_into_the_tick(tmp_path):
     pytest.param("max_devices = true", "[limits] max_devices: expected a whole number",
                  id="bool"),
     pytest.param("max_size = 5", "[limits] max_size: unknown key", id="unknown"),
+    pytest.param("max_value_chars = 601", "[limits] max_value_chars: must be at most 600",
+                 id="value-past-the-index-limit"),
 ])
 def test_a_bad_limit_is_a_one_line_error_at_start(tmp_path, text, message):
     config = write_config(tmp_path, f"[limits]\n{text}\n")
@@ -265,3 +267,16 @@ def test_one_vm_id_in_two_spellings_is_refused_for_that_vm_only(store, caplog):
     assert logged == sorted([FIRST, shouted])
     assert all(f"{FIRST}, {shouted}" in r.getMessage()
                for r in caplog.records if r.kind == "bad-report")
+
+
+def test_the_longest_alias_allowed_is_stored_on_both_databases(store):
+    """600 four-byte characters (the most max_value_chars allows) fit PostgreSQL's index."""
+    reports, xmls = demo_answer()
+    longest = "\U0001f600" * MAX_STORABLE_VALUE_CHARS
+    xmls[FIRST] = xmls[FIRST].replace(b'<alias name="pci.1"/>',
+                                      f'<alias name="{longest}"/>'.encode(), 1)
+    limits = Limits(max_value_chars=MAX_STORABLE_VALUE_CHARS)
+    summary = run_tick(ScriptedHost("host-a", reports, xmls),
+                       TickContext(store=store, holder="t", limits=limits))
+    assert (summary.applied, summary.errors["xml"], summary.errors["db"]) == (2, 0, 0)
+    assert longest in {alias for _, alias, _ in rows_of(store, FIRST)}
