@@ -88,8 +88,9 @@ class Limits(Section):
     max_devices: int = Field(4096, ge=1, le=100_000)
     max_depth: int = Field(64, ge=1, le=255)  # libxml2 itself stops at 256 levels
     max_elements: int = Field(100_000, ge=1, le=10_000_000)  # in one Domain XML
-    # Attributes of one element the engine reads whole (<address>, metadata <device>).
-    max_attributes: int = Field(256, ge=1, le=4096)
+    # Attributes of one element the engine reads whole (<address>, metadata <device>);
+    # at least 16, the most the device reader takes without counting (domxml/attributes.py).
+    max_attributes: int = Field(256, ge=16, le=4096)
     max_text_chars: int = Field(1024 * 1024, ge=1, le=256 * 1024 * 1024)  # metadata text
     # One value a row stores from the XML: an alias, an address attribute, a device's
     # type and name, the VM's name.

@@ -18,13 +18,13 @@ from lxml import etree
 from monitor.errors import XmlError
 
 _ALL_VALUES = etree.XPath("@*", smart_strings=False)
-_NARROW = 16  # up to this many, items() is quicker than two walks
+NARROW = 16  # up to this many, items() is quicker than two walks (and never a limit)
 
 
 def attributes(element, max_attributes: int) -> list[tuple[str, str]]:
     """``element``'s (name, value) pairs in document order; ``XmlError`` past the limit."""
     count = len(element.attrib)
-    if count <= _NARROW and count <= max_attributes:
+    if count <= NARROW and count <= max_attributes:
         return element.items()
     if count > max_attributes:
         raise XmlError(f"<{_local_name(element)}> has {count} attributes, over the limit "
