@@ -6,12 +6,13 @@ one connection on a node file it writes, and changes VMs through that connection
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import pytest
 
 from monitor.domxml.canonical import devices_digest
-from monitor.errors import HostRefused, HostUnreachable
+from monitor.errors import HostRefused, HostUnreachable, XmlError
 
 pytestmark = pytest.mark.libvirt
 
@@ -185,3 +186,47 @@ def test_the_source_opens_its_own_connection_lazily_and_again_after_close(
     assert source.dump(RUNNING) == {}  # nothing kept after close
     assert len(source.poll()) == 5
     source.close()
+
+
+class _FakeDomain:
+    """A listed domain with whatever XML a test gives it (libvirt would not write it)."""
+
+    def __init__(self, uuid: str, xml: str) -> None:
+        self.uuid, self.xml = uuid, xml
+
+    def state(self):
+        return [1, 0]  # running
+
+    def XMLDesc(self, flags):
+        return self.xml
+
+    def UUIDString(self):
+        return self.uuid
+
+
+class _FakeConnection:
+    def __init__(self, domains) -> None:
+        self.domains = domains
+
+    def listAllDomains(self, flags):
+        return self.domains
+
+
+def test_a_domain_whose_xml_cannot_be_digested_is_reported_by_its_raw_bytes(
+        libvirt_available):
+    """A device element with 32,000 attributes took libxml2's C14N 17 s: the digest
+    refuses it, the poll goes on, and the dump serves the bytes that were hashed."""
+    from monitor.hosts.libvirt_source import LibvirtHostSource
+
+    wide = " ".join(f'a{i}=""' for i in range(32_000))
+    hostile = f"<domain><uuid>{RUNNING[0]}</uuid><devices><disk {wide}/></devices></domain>"
+    plain = f"<domain><uuid>{RUNNING[1]}</uuid><devices><disk/></devices></domain>"
+    connection = _FakeConnection([_FakeDomain(RUNNING[0].upper(), hostile),
+                                  _FakeDomain(RUNNING[1], plain)])
+    source = LibvirtHostSource("test:///fake", "fake-host", connection=connection)
+    with pytest.raises(XmlError, match="32000 attributes, over the limit of 256"):
+        devices_digest(hostile.encode())
+    reports = source.poll()
+    assert reports[RUNNING[0]].hash == "raw-" + hashlib.sha256(hostile.encode()).hexdigest()
+    assert reports[RUNNING[1]].hash == devices_digest(plain.encode())
+    assert source.dump([RUNNING[0]]) == {RUNNING[0]: hostile.encode()}

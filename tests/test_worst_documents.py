@@ -21,6 +21,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from monitor.domxml.canonical import devices_digest
 from monitor.domxml.floor import lxml_parse_s
 from monitor.domxml.parser import parse_domain
 from monitor.errors import XmlError
@@ -189,3 +190,31 @@ def test_one_step_past_the_limit_is_refused_in_one_line(build, limit, says):
     message = str(refused.value)
     assert says in message
     assert "\n" not in message and len(message) < 200
+
+
+def wide_elements_in_devices(attributes: int) -> bytes:
+    """Every element under <devices> at the attribute limit: what C14N sorts hardest."""
+    unit = wide("x", attributes)
+    return domain(devices="<disk>" + unit * fill(unit, LIMITS.max_elements - 8, BYTES) + "</disk>")
+
+
+@pytest.mark.parametrize(("build", "limit"), [
+    pytest.param(wide_elements_in_devices, LIMITS.max_attributes, id="attributes-everywhere"),
+    pytest.param(elements_in_one_device, LIMITS.max_elements, id="elements-in-one-device"),
+    pytest.param(devices, LIMITS.max_devices, id="most-devices"),
+    pytest.param(bytes_of_devices, LIMITS.max_xml_bytes, id="most-bytes"),
+])
+def test_the_devices_digest_of_the_worst_documents_costs_at_most_10x_the_parse(build, limit):
+    """What the libvirt source computes for every VM of every poll (canonical.py)."""
+    document = build(limit)
+    with hang_guard():
+        devices_digest(document, limits=LIMITS)
+    floor = _best_of_3(lambda: lxml_parse_s([document]))
+    digest = _best_of_3(lambda: devices_digest(document, limits=LIMITS))
+    assert digest <= RATIO * floor, (
+        f"the digest took {digest / floor:.1f}x the lxml parse of the same {len(document)} bytes")
+
+
+def test_the_devices_digest_refuses_an_element_past_the_attribute_limit():
+    with hang_guard(), pytest.raises(XmlError, match="257 attributes, over the limit of 256"):
+        devices_digest(wide_elements_in_devices(LIMITS.max_attributes + 1), limits=LIMITS)

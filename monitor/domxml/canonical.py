@@ -13,7 +13,8 @@ import hashlib
 
 from lxml import etree
 
-from monitor.domxml.parser import parse_tree, vm_domain
+from monitor.domxml.parser import DEFAULT_LIMITS, parse_tree, vm_domain
+from monitor.errors import XmlError
 from monitor.settings import Limits
 
 
@@ -22,16 +23,25 @@ def devices_digest(data: bytes, *, limits: Limits | None = None) -> str:
 
     A domain without ``<devices>`` digests like an empty ``<devices/>``.
     """
+    limits = limits or DEFAULT_LIMITS
     domain = vm_domain(parse_tree(data, limits))
     devices = domain.find("devices")
     if devices is None:
         devices = etree.Element("devices")
-    return hashlib.sha256(canonical_devices(devices)).hexdigest()
+    return hashlib.sha256(canonical_devices(devices, limits.max_attributes)).hexdigest()
 
 
-def canonical_devices(devices) -> bytes:
-    """Exclusive C14N of ``devices`` with whitespace-only text removed (mutates the tree)."""
+def canonical_devices(devices, max_attributes: int) -> bytes:
+    """Exclusive C14N of ``devices`` with whitespace-only text removed (mutates the tree).
+
+    libxml2's C14N sorts each element's attributes by insertion into a list, in time
+    quadratic in their number (32,000 on one element took 17 s), so every element here
+    is held to ``max_attributes`` first (counted in C, docs/operations.md "Limits").
+    """
     for element in devices.iter():
+        if len(element.attrib) > max_attributes:
+            raise XmlError(f"<{str(element.tag)[:40]}> has {len(element.attrib)} attributes, "
+                           f"over the limit of {max_attributes}")
         if element.text is not None and not element.text.strip():
             element.text = None
         if element.tail is not None and not element.tail.strip():

@@ -11,7 +11,9 @@ Statuses: running -> ``Up``, paused -> ``Paused``, anything else -> ``Down``.
 libvirt's errors become the typed host errors with one line naming the host:
 keepalive and operation timeouts -> ``HostTimeout``; connection failures, and
 anything else the poll meets -> ``HostUnreachable``; anything else a define or start
-meets -> ``HostRefused``. A start is transient (``createXML``): a refused one leaves
+meets -> ``HostRefused``. A domain whose XML cannot be digested is reported with a hash
+of its raw bytes (``report_hash``), for the tick to read or refuse alone. A start is
+transient (``createXML``): a refused one leaves
 nothing defined on the host. The dump serves what the poll read, so it never fails. A
 domain that vanishes between the listing and its XML is simply not reported.
 
@@ -23,12 +25,13 @@ change a running VM with ``redefine_and_restart`` (it has no hot-plug, and
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import libvirt
 
 from monitor.domxml.canonical import devices_digest
-from monitor.errors import HostError, HostRefused, HostTimeout, HostUnreachable
+from monitor.errors import HostError, HostRefused, HostTimeout, HostUnreachable, XmlError
 from monitor.hosts.source import VmReport
 
 _UNREACHABLE_CODES = frozenset({
@@ -90,7 +93,7 @@ class LibvirtHostSource:
         xml_by_vm: dict[str, bytes] = {}
         for vm_id, status, xml in filter(None, read):
             xml_by_vm[vm_id] = xml
-            reports[vm_id] = VmReport(status, devices_digest(xml))
+            reports[vm_id] = VmReport(status, report_hash(xml))
         self._xml_by_vm = xml_by_vm
         return reports
 
@@ -168,6 +171,21 @@ class LibvirtHostSource:
                 return None
             raise
         return domain.UUIDString().lower(), _STATUS_BY_STATE.get(state, "Down"), xml
+
+
+def report_hash(xml: bytes) -> str:
+    """The devices digest of ``xml``; for XML that cannot be digested (over a limit,
+    hostile, malformed), ``raw-`` and the sha256 of its bytes.
+
+    Such a VM is still reported: the tick fetches it and reads it (the digest's own
+    limit is stricter than the reader needs) or refuses it in one line into its
+    ``last_error``; it is fetched again when its bytes change. One VM's XML never fails
+    its host's poll.
+    """
+    try:
+        return devices_digest(xml)
+    except XmlError:
+        return "raw-" + hashlib.sha256(xml).hexdigest()
 
 
 def _text(xml: bytes | str) -> str:
