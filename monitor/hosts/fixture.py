@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from monitor.errors import FixtureError
-from monitor.inputfile import read_json
 from monitor.hosts.source import VmReport, is_host_name, report
+from monitor.inputfile import read_json
 from monitor.model.ids import ids_in_several_spellings, normalize_uuid
 from monitor.settings import Limits
 
@@ -186,7 +186,3 @@ def _read_locks(file: Path) -> frozenset[str]:
             raise FixtureError(f"{file}: vm id {raw_id!r} is not a UUID")
         locks.add(vm_id)
     return frozenset(locks)
-
-
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())
