@@ -190,7 +190,9 @@ def _host_failed(summary: TickSummary, error: HostError, action: str) -> None:
 
 def _checked_reports(context: TickContext, reports, summary: TickSummary) -> dict[str, VmReport]:
     """The poll's reports a tick can use: garbage for the whole host is a ``HostGarbage``,
-    a VM report of the wrong shape is skipped, logged once and counted as ``bad-report``.
+    a VM report of the wrong shape, or of a VM id the answer spells two ways (which
+    report is right cannot be told; docs/operations.md "Host answers"), is skipped,
+    logged once and counted as ``bad-report``.
 
     Sources built on a remote agent's JSON can hand over anything; the tick must not
     crash on it nor let it reach the DB.
