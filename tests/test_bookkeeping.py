@@ -1,4 +1,4 @@
-"""Bookkeeping (BRIEF section 4): which reported VMs to fetch, which statuses and hosts to store."""
+"""Bookkeeping (docs/worker.md, "One tick of one host"): which reported VMs to fetch, which statuses and hosts to store."""
 
 from __future__ import annotations
 

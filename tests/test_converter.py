@@ -1,4 +1,4 @@
-"""The legacy full-list dict (BRIEF section 6) and the JSON-lines adapter."""
+"""The legacy full-list dict (docs/matching.md, "The legacy dict") and the JSON-lines adapter."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What a report writes (BRIEF section 3), pass after pass, applied to rows in memory.
+"""What a report writes (docs/matching.md), pass after pass, applied to rows in memory.
 
 Every pass also checks idempotence: deciding again on the rows after applying the
 changes yields empty changes.

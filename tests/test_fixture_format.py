@@ -1,4 +1,4 @@
-"""The recorded fixture format (BRIEF section 6): reading, refusing, writing, round-trip."""
+"""The recorded fixture format (docs/worker.md, "Recorded fixtures"): reading, refusing, writing, round-trip."""
 
 from __future__ import annotations
 

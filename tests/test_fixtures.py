@@ -212,7 +212,7 @@ def test_unusable_fixture_is_one_line(tmp_path, capsys):
 
 @pytest.mark.parametrize("fixture", FIXTURE_DIRS, ids=[p.name for p in FIXTURE_DIRS])
 def test_every_fixture_vm_is_runnable(fixture, domain_rng):
-    """`monitor domxml` of every VM, before and after the replay, validates (BRIEF section 9)."""
+    """`monitor domxml` of every VM, before and after the replay, validates against libvirt's schema (docs/run-vm.md, "How it is tested")."""
     import json
 
     from lxml import etree

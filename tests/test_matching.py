@@ -1,4 +1,4 @@
-"""The matching rules of BRIEF section 3, one table row per situation.
+"""The matching rules of docs/matching.md, one table row per situation.
 
 Devices are built directly (no XML): ``dev`` makes a ReportedDevice with its natural
 keys, ``row`` a DeviceRow (tests/devices_and_rows.py).

@@ -1,4 +1,4 @@
-"""Properties of correlation over generated VMs (BRIEF section 3).
+"""Properties of correlation over generated VMs (docs/matching.md).
 
 Values come from small pools so that aliases, keys and addresses collide often: the
 interesting cases are the ambiguous ones.

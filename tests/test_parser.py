@@ -26,7 +26,7 @@ def only_device(xml: str):
     return device
 
 
-# --- vocabulary (BRIEF section 6) -------------------------------------------------
+# --- vocabulary (docs/architecture.md) ---------------------------------------------
 
 VOCABULARY = [
     pytest.param("<disk type='file' device='disk'/>", "disk", "disk", id="disk-disk"),

@@ -2,7 +2,7 @@
 
 The test driver keeps only ua- aliases, adds implicit controllers and a video device,
 assigns no PCI address and cannot hot-plug; a running VM is changed by destroy,
-define, create on the same connection (BRIEF section 2).
+define, create on the same connection (docs/architecture.md, "Host sources").
 """
 
 from __future__ import annotations

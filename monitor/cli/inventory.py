@@ -1,4 +1,4 @@
-"""``monitor load FILE.json`` and ``monitor export``: the inventory document (BRIEF section 6)."""
+"""``monitor load FILE.json`` and ``monitor export``: the inventory document (docs/architecture.md, "Data model")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The recorder: a live host written as a fixture (BRIEF section 6).
+"""The recorder: a live host written as a fixture (docs/worker.md, "Recorded fixtures").
 
 Each tick polls the host and dumps the VMs whose hash changed since the previous
 recorded tick (all of them on the first), exactly what the worker would fetch. The

@@ -1,7 +1,7 @@
 """A stable name for a VM's devices: sha256 of the canonical ``<devices>`` element.
 
 libvirt has no devices hash, so the libvirt host source computes one from the XML it
-dumps (BRIEF section 2). The digest must not change when only the formatting does
+dumps (docs/architecture.md, "Host sources"). The digest must not change when only the formatting does
 (indentation, attribute order, quoting, namespace prefixes declared elsewhere,
 comments) and must change when any device does. Exclusive C14N gives the first
 three; whitespace-only text is dropped before it, and comments are left out.

@@ -1,6 +1,6 @@
 """Domain XML bytes -> ``ParsedDomain``, through a parser that refuses hostile input.
 
-Hardening (BRIEF section 8): no DOCTYPE at all (so no entities, no external DTD, no
+Hardening (docs/operations.md, "Limits"; the configuration is domxml/hardened.py): no DOCTYPE at all (so no entities, no external DTD, no
 billion laughs), no network, no huge trees, and the project's own limits on size,
 device count and nesting depth. Every failure is one ``XmlError`` with one line.
 """

@@ -1,4 +1,4 @@
-"""Reading a recorded fixture directory (BRIEF section 6).
+"""Reading a recorded fixture directory (docs/worker.md, "Recorded fixtures").
 
 ```
 inventory.json                  optional: VMs and rows before the first tick

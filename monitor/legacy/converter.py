@@ -1,4 +1,4 @@
-"""Reported devices + rows -> the legacy full-list dict (BRIEF section 6).
+"""Reported devices + rows -> the legacy full-list dict (docs/matching.md, "The legacy dict").
 
 The legacy list holds every device that is a row, or is about to become one: matched
 devices (``matchedBy`` = the rule) and new unmanaged ones (``new-unmanaged``, with their

@@ -1,4 +1,4 @@
-"""Legacy dict + the VM's rows -> the DB changes (BRIEF section 3), as a pure decision.
+"""Legacy dict + the VM's rows -> the DB changes (docs/matching.md, "What `decide` writes"), as a pure decision.
 
 What a match writes: ``is_plugged`` true, the reported address (``{}`` if none), the
 reported alias if any (else kept), the metadata's guest name as ``logical_name`` if any

@@ -1,4 +1,4 @@
-"""The declared shapes of the legacy device dicts (BRIEF section 6).
+"""The declared shapes of the legacy device dicts (docs/matching.md, "The legacy dict").
 
 The converter is the one place that builds these old-style dicts; everything else in
 the engine passes typed values. ``ConvertedVm`` is the bundle handed to a monitoring

@@ -1,4 +1,4 @@
-"""Correlation: which row each reported device is (BRIEF section 3).
+"""Correlation: which row each reported device is (docs/matching.md).
 
 ``policy`` is the rule table, ``keys`` the per-kind identity keys, ``matcher`` the
 engine, ``stable_id`` the derived ids of new unmanaged rows.

@@ -1,4 +1,4 @@
-"""THE matching policy (BRIEF section 3): an ordered table of rules, read top to bottom.
+"""THE matching policy (docs/matching.md): an ordered table of rules, read top to bottom.
 
 The rules run one at a time, each over all devices and rows still open. Under a rule a
 device is matched when its key selects exactly one open row and no other device selects

@@ -1,7 +1,7 @@
 """Deterministic ids for new unmanaged rows, so the same device never churns.
 
 oVirt gave unmanaged controllers and channels a fresh random id on every hash change
-(BRIEF section 5). Here a new row's id is a uuid5 of (VM id, type, identity), where the
+(docs/matching.md, "stable-id"). Here a new row's id is a uuid5 of (VM id, type, identity), where the
 identity is the device's natural key, else its alias, else its address. The same device
 gets the same id on every pass, so the row created on pass 1 is found on pass 2 (by its
 stored alias, or by the ``stable-id`` rule) and nothing new is inserted.

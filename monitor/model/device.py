@@ -13,7 +13,7 @@ from monitor.model.kinds import NO_KEYS
 class ReportedDevice:
     """One child of a domain's ``<devices>``, whatever its kind.
 
-    ``type``/``device`` use oVirt's vocabulary (BRIEF section 6); ``position`` is the
+    ``type``/``device`` use oVirt's vocabulary (docs/architecture.md, "Device kinds"); ``position`` is the
     device's order in the XML. ``keys`` are computed on first use by the loader the
     parser supplies, so a device matched by its alias never pays for them.
     """

@@ -9,7 +9,7 @@ from typing import Any
 
 @dataclass(slots=True)
 class DeviceRow:
-    """A device row (BRIEF section 6). Values are kept as given, so load/export round-trips."""
+    """A device row (docs/architecture.md, "Data model"). Values are kept as given, so load/export round-trips."""
 
     device_id: str
     vm_id: str
@@ -28,7 +28,7 @@ class DeviceRow:
 
 @dataclass(slots=True)
 class VmRecord:
-    """A VM (BRIEF section 6).
+    """A VM (docs/architecture.md, "Data model").
 
     ``hash`` names the last XML applied (or None); ``hash_time`` is the report time of
     that poll; ``last_error_hash``/``last_error`` the last hash whose XML could not be

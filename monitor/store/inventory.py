@@ -1,4 +1,4 @@
-"""The inventory document: ``{"vms": [...], "devices": [...]}`` (BRIEF section 6).
+"""The inventory document: ``{"vms": [...], "devices": [...]}`` (docs/architecture.md, "Data model").
 
 ``monitor load`` reads it, ``monitor export`` writes it, and ``replay`` compares it
 with ``expected.json``. Values are kept exactly as given (MAC case, hex strings,

@@ -368,7 +368,7 @@ class Tx:
         return self._connection.execute(query).scalar_one()
 
     def export(self, vm_ids: Iterable[str] | None = None) -> dict:
-        """The BRIEF section 6 document of the given VMs (all VMs when None)."""
+        """The inventory document (docs/architecture.md, "Data model") of the given VMs (all VMs when None)."""
         if vm_ids is not None:
             records = list(self.vms(vm_ids).values())
             return build_document(records, self.rows(vm.id for vm in records))

@@ -7,7 +7,7 @@ definitions, so the two cannot drift.
 * ``vms``: one row per VM. ``hash`` names the last Domain XML *applied*;
   ``hash_time`` is the report time of that poll and guards against older reports;
   ``version`` is bumped by every update (an optimistic guard for callers that want one).
-* ``vm_devices``: the device rows (BRIEF section 6), deleted with their VM.
+* ``vm_devices``: the device rows (docs/architecture.md, "Data model"), deleted with their VM.
 * ``vm_device_locks``: the devices lock, one row per VM, taken by a conditional
   UPDATE; each taking writes a fresh ``token``, which the fence checks (docs/worker.md).
   No foreign key: a lock may be taken for a VM before it is loaded, and a stale lock

@@ -1,6 +1,6 @@
 """Which VMs of one host's poll to fetch, and which statuses and hosts to store.
 
-Pure: a host's reports and the stored VMs in, a ``Plan`` out (BRIEF section 4). The
+Pure: a host's reports and the stored VMs in, a ``Plan`` out (docs/worker.md, "One tick of one host"). The
 tick fetches ``plan.to_fetch`` in one batch and stores ``plan.status_changes``; the
 hash itself is never stored here, only once its XML has been applied.
 
