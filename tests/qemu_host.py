@@ -393,7 +393,8 @@ class QemuHost:
                 problems += self._remove_domains()
                 if last and state.get("network"):
                     problems += self._stop_network(state["network"])
-                self.connection.close()
+                with contextlib.suppress(self.libvirt.libvirtError):  # a daemon gone
+                    self.connection.close()
                 self.connection = None
             if last:
                 for name in ("libvirtd", "virtlogd"):
@@ -416,7 +417,11 @@ class QemuHost:
 
     def _remove_domains(self) -> list[str]:
         problems = []
-        for domain in self.connection.listAllDomains(0):
+        try:
+            domains = self.connection.listAllDomains(0)
+        except self.libvirt.libvirtError as error:  # e.g. another run stopped the daemon
+            return [f"listing the domains: {error}"]
+        for domain in domains:
             if not domain.name().startswith(self.prefix):
                 continue
             try:
