@@ -13,6 +13,7 @@ import gc
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import cache
 from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import Any, NamedTuple
@@ -25,7 +26,7 @@ from monitor.clock import older_than_stored
 from monitor.errors import StoreError
 from monitor.model.changes import VmChanges
 from monitor.model.rows import DeviceRow, VmRecord
-from monitor.store import migrate
+from monitor.store import migrate, row_writes
 from monitor.store.engine import create_engine, render, store_error
 from monitor.store.inventory import build_document
 from monitor.store.schema import (
@@ -48,25 +49,6 @@ _SELECT_HASH_TIMES = (
     .with_for_update()  # PostgreSQL: no concurrent advance between the check and the UPDATE
 )
 _LOCK_VMS = sa.select(vms.c.id).where(vms.c.id.in_(_IDS)).order_by(vms.c.id).with_for_update()
-_DELETE_ROW = sa.delete(vm_devices).where(
-    vm_devices.c.vm_id == sa.bindparam("b_vm_id"),
-    vm_devices.c.device_id == sa.bindparam("b_device_id"),
-)
-_UPDATE_ROW = (
-    sa.update(vm_devices)
-    .where(
-        vm_devices.c.vm_id == sa.bindparam("b_vm_id"),
-        vm_devices.c.device_id == sa.bindparam("b_device_id"),
-    )
-    .values(
-        is_plugged=sa.bindparam("b_is_plugged"),
-        address=sa.bindparam("b_address"),
-        alias=sa.bindparam("b_alias"),
-        logical_name=sa.bindparam("b_logical_name"),
-        host_device=sa.bindparam("b_host_device"),
-    )
-)
-
 _TAKE_LOCK = (
     sa.update(vm_device_locks)
     .where(
@@ -89,6 +71,18 @@ _LOCKS_HELD = (
     )
     .order_by(vm_device_locks.c.vm_id)
 )
+_LOCKS_HELD_FOR_UPDATE = _LOCKS_HELD.with_for_update()
+_HOLDER_AND_TOKEN = (vm_device_locks.c.holder == sa.bindparam("b_holder"),
+                     vm_device_locks.c.token == sa.bindparam("b_token"))
+_LOCKS_TAKEN = sa.select(vm_device_locks.c.vm_id).where(
+    vm_device_locks.c.vm_id.in_(_IDS), *_HOLDER_AND_TOKEN)
+_RELEASE_LOCKS = sa.delete(vm_device_locks).where(
+    vm_device_locks.c.vm_id.in_(_IDS), vm_device_locks.c.holder == sa.bindparam("b_holder"))
+_RELEASE_LOCKS_OF_TOKEN = _RELEASE_LOCKS.where(vm_device_locks.c.token == sa.bindparam("b_token"))
+_HOST = sa.bindparam("b_host")
+_SELECT_VMS_ON_HOST = sa.select(*VM_COLUMNS).where(vms.c.host == _HOST)
+_SELECT_VMS_OR_ON_HOST = sa.select(*VM_COLUMNS).where(
+    sa.or_(vms.c.id.in_(_IDS), vms.c.host == _HOST))
 _NOW = sa.select(sa.func.statement_timestamp(type_=UtcDateTime()))
 
 
@@ -195,13 +189,18 @@ class Tx:
         return found
 
     def vms_on_host(self, host: str) -> dict[str, VmRecord]:
-        query = sa.select(*VM_COLUMNS).where(vms.c.host == host)
-        return {row[0]: VmRecord(*row) for row in self._connection.execute(query)}
+        rows = self._connection.execute(_SELECT_VMS_ON_HOST, {"b_host": host})
+        return {row[0]: VmRecord(*row) for row in rows}
 
-    def statuses_on_host(self, host: str) -> dict[str, str | None]:
-        """The stored status of every VM the DB places on ``host`` (for vanished VMs)."""
-        query = sa.select(vms.c.id, vms.c.status).where(vms.c.host == host)
-        return {vm_id: status for vm_id, status in self._connection.execute(query)}
+    def vms_and_host(self, vm_ids: Iterable[str], host: str) -> dict[str, VmRecord]:
+        """The VMs of ``vm_ids`` and every VM the DB places on ``host``, in one read (a
+        tick's first read: its reports' records, and its host's VMs for vanished ones)."""
+        found: dict[str, VmRecord] = {}
+        for number, chunk in enumerate(_chunks(vm_ids, at_least_one=True)):
+            query = _SELECT_VMS_OR_ON_HOST if number == 0 else _SELECT_VMS
+            for row in self._connection.execute(query, {"ids": chunk, "b_host": host}).all():
+                found[row[0]] = VmRecord(*row)
+        return found
 
     def set_down_if_still(self, vm_id: str, host: str, status: str | None) -> bool:
         """``Down``, only if the VM is still on ``host`` with ``status`` (a hand-over or
@@ -316,38 +315,9 @@ class Tx:
         return found
 
     def apply_changes(self, changes: Sequence[VmChanges]) -> int:
-        """Deletes, then updates, then inserts of many VMs, one executemany each.
-
-        Deleting first lets a row be replaced by one with the same id. Returns the
-        number of rows written.
-        """
-        deletes = [
-            {"b_vm_id": change.vm_id, "b_device_id": device_id}
-            for change in changes
-            for device_id in change.deletes
-        ]
-        updates = [
-            {
-                "b_vm_id": change.vm_id,
-                "b_device_id": update.device_id,
-                "b_is_plugged": update.is_plugged,
-                "b_address": update.address,
-                "b_alias": update.alias,
-                "b_logical_name": update.logical_name,
-                "b_host_device": update.host_device,
-            }
-            for change in changes
-            for update in change.updates
-        ]
-        inserts = [_row_values(row) for change in changes for row in change.inserts]
-        written = 0
-        if deletes:
-            written += self._execute_many(_DELETE_ROW, deletes)
-        if updates:
-            written += self._execute_many(_UPDATE_ROW, updates)
-        if inserts:
-            written += self._execute_many(sa.insert(vm_devices), inserts)
-        return written
+        """Deletes, then updates, then inserts of many VMs, a few statements per batch
+        (``monitor.store.row_writes``). Returns the number of rows written."""
+        return row_writes.write_changes(self._connection, changes)
 
     def replace_vm(self, vm: VmRecord, rows: Sequence[DeviceRow]) -> None:
         """The VM and all its rows replaced (used by ``monitor load``)."""
@@ -358,7 +328,7 @@ class Tx:
         self._upsert_vms([vm for vm, _rows in items])
         for chunk in _chunks(vm.id for vm, _rows in items):
             self._connection.execute(sa.delete(vm_devices).where(vm_devices.c.vm_id.in_(chunk)))
-        inserts = [_row_values(row) for _vm, rows in items for row in rows]
+        inserts = [row_writes.row_values(row) for _vm, rows in items for row in rows]
         if inserts:
             self._connection.execute(sa.insert(vm_devices), inserts)
         return len(inserts)
@@ -389,11 +359,7 @@ class Tx:
         """The batched ``save_last_xml``: one executemany upsert."""
         if not items:
             return
-        statement = self._insert(vm_last_xml)
-        statement = statement.on_conflict_do_update(
-            index_elements=[vm_last_xml.c.vm_id],
-            set_={"xml": statement.excluded.xml, "fetched_at": statement.excluded.fetched_at},
-        )
+        statement = _upsert_last_xml(self._connection.dialect.name)
         params = [
             {"vm_id": vm_id, "xml": xml.encode() if isinstance(xml, str) else bytes(xml),
              "fetched_at": fetched_at}
@@ -442,10 +408,7 @@ class Tx:
             return set()
         token = token or new_token()
         expires_at = now + timedelta(seconds=ttl_s)
-        insert_missing = self._insert(vm_device_locks).on_conflict_do_nothing(
-            index_elements=[vm_device_locks.c.vm_id]
-        )
-        self._connection.execute(insert_missing, [
+        self._connection.execute(_insert_missing_locks(self._connection.dialect.name), [
             {"vm_id": vm_id, "holder": holder, "expires_at": expires_at, "token": token}
             for vm_id in ids
         ])
@@ -454,14 +417,11 @@ class Tx:
              "b_token": token}
             for vm_id in ids
         ])
-        query = sa.select(vm_device_locks.c.vm_id).where(
-            vm_device_locks.c.vm_id.in_(_IDS), vm_device_locks.c.holder == holder,
-            vm_device_locks.c.token == token,
-        )
+        params = {"b_holder": holder, "b_token": token}
         return {
             vm_id
             for chunk in _chunks(ids)
-            for vm_id in self._connection.execute(query, {"ids": chunk}).scalars()
+            for vm_id in self._connection.execute(_LOCKS_TAKEN, {"ids": chunk, **params}).scalars()
         }
 
     def locks_held(self, vm_ids: Iterable[str], holder: str, token: str,
@@ -475,7 +435,7 @@ class Tx:
         """
         query = _LOCKS_HELD
         if self._connection.dialect.name == "postgresql":
-            query = query.with_for_update()
+            query = _LOCKS_HELD_FOR_UPDATE
         params = {"b_holder": holder, "b_token": token, "b_now": now}
         return {
             vm_id
@@ -525,20 +485,16 @@ class Tx:
                       token: str | None = None) -> None:
         """Release the locks ``holder`` holds on these VMs (with ``token``, when given:
         then a later taking under the same name stays); others' locks stay."""
-        conditions = [vm_device_locks.c.vm_id.in_(_IDS), vm_device_locks.c.holder == holder]
-        if token is not None:
-            conditions.append(vm_device_locks.c.token == token)
-        statement = sa.delete(vm_device_locks).where(*conditions)
+        statement = _RELEASE_LOCKS if token is None else _RELEASE_LOCKS_OF_TOKEN
+        params = {"b_holder": holder, "b_token": token}
         for chunk in _chunks(vm_ids):
-            self._connection.execute(statement, {"ids": chunk})
+            self._connection.execute(statement, {"ids": chunk, **params})
 
     # --- plumbing ------------------------------------------------------------------------
 
     def _insert(self, table: sa.Table):
         """The dialect's INSERT, which knows ON CONFLICT (both dialects spell it alike)."""
-        if self._connection.dialect.name == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
+        return _DIALECT_INSERTS[self._connection.dialect.name](table)
 
     def _upsert_vms(self, records: Sequence[VmRecord]) -> None:
         if not records:
@@ -550,15 +506,9 @@ class Tx:
         )
         self._connection.execute(statement, [_vm_values(vm) for vm in records])
 
-    def _execute_many(self, statement, params: list[dict[str, Any]]) -> int:
-        result = self._connection.execute(statement, params)
-        if self._connection.dialect.supports_sane_multi_rowcount and result.rowcount >= 0:
-            return result.rowcount
-        return len(params)
-
 
 _VM_FIELDS = tuple(column.name for column in VM_COLUMNS)
-_DEVICE_FIELDS = tuple(column.name for column in DEVICE_COLUMNS)
+_DIALECT_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 def _vm_values(vm: VmRecord) -> dict[str, Any]:
@@ -567,10 +517,7 @@ def _vm_values(vm: VmRecord) -> dict[str, Any]:
     return values
 
 
-def _row_values(row: DeviceRow) -> dict[str, Any]:
-    return {name: getattr(row, name) for name in _DEVICE_FIELDS}
-
-
+@cache
 def _advance_statement(with_status: bool, with_host: bool):
     """The hash UPDATE (guarded by ``advance_hashes``); status and host join it only when
     given."""
@@ -589,6 +536,24 @@ def _advance_statement(with_status: bool, with_host: bool):
         sa.update(vms)
         .where(vms.c.id == sa.bindparam("b_id"))
         .values(values)
+    )
+
+
+@cache
+def _upsert_last_xml(dialect: str):
+    """The last-XML upsert, built once per dialect."""
+    statement = _DIALECT_INSERTS[dialect](vm_last_xml)
+    return statement.on_conflict_do_update(
+        index_elements=[vm_last_xml.c.vm_id],
+        set_={"xml": statement.excluded.xml, "fetched_at": statement.excluded.fetched_at},
+    )
+
+
+@cache
+def _insert_missing_locks(dialect: str):
+    """Lock rows for VMs that have none yet, built once per dialect."""
+    return _DIALECT_INSERTS[dialect](vm_device_locks).on_conflict_do_nothing(
+        index_elements=[vm_device_locks.c.vm_id]
     )
 
 
@@ -619,7 +584,11 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _chunks(ids: Iterable[str]) -> Iterator[list[str]]:
+def _chunks(ids: Iterable[str], at_least_one: bool = False) -> Iterator[list[str]]:
+    """``ids`` without repeats, ``CHUNK`` at a time (``at_least_one``: an empty chunk for
+    no ids)."""
     batch = list(dict.fromkeys(ids))
+    if at_least_one and not batch:
+        yield []
     for start in range(0, len(batch), CHUNK):
         yield batch[start:start + CHUNK]

@@ -137,12 +137,13 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary) -> Non
     fence = Fence(context.holder, context.process_utc)
     leftover = context.unreleased.get(host, {})
     with context.store.transaction() as tx:
-        stored = tx.vms(reports)
+        known = tx.vms_and_host(reports, host)
         read_at = tx.now(context.process_utc)
-        on_host = tx.statuses_on_host(host)
         for token, vm_ids in leftover.items():
             tx.release_locks(vm_ids, context.holder, token)
     context.unreleased.pop(host, None)
+    stored = {vm_id: known[vm_id] for vm_id in reports if vm_id in known}
+    on_host = {vm_id: vm.status for vm_id, vm in known.items() if vm.host == host}
     decided = plan(host, reports, report_time, stored, read_at)
     _log_skips(context, host, decided, reports)
     summary.skipped.update({reason.value: count for reason, count in decided.skipped.items()})
