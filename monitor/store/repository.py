@@ -49,18 +49,6 @@ _SELECT_HASH_TIMES = (
     .with_for_update()  # PostgreSQL: no concurrent advance between the check and the UPDATE
 )
 _LOCK_VMS = sa.select(vms.c.id).where(vms.c.id.in_(_IDS)).order_by(vms.c.id).with_for_update()
-_TAKE_LOCK = (
-    sa.update(vm_device_locks)
-    .where(
-        vm_device_locks.c.vm_id == sa.bindparam("b_vm_id"),
-        sa.or_(
-            vm_device_locks.c.holder == sa.bindparam("b_holder"),
-            vm_device_locks.c.expires_at <= sa.bindparam("b_now"),
-        ),
-    )
-    .values(holder=sa.bindparam("b_holder"), expires_at=sa.bindparam("b_expires_at"),
-            token=sa.bindparam("b_token"))
-)
 _LOCKS_HELD = (
     sa.select(vm_device_locks.c.vm_id)
     .where(
@@ -72,10 +60,6 @@ _LOCKS_HELD = (
     .order_by(vm_device_locks.c.vm_id)
 )
 _LOCKS_HELD_FOR_UPDATE = _LOCKS_HELD.with_for_update()
-_HOLDER_AND_TOKEN = (vm_device_locks.c.holder == sa.bindparam("b_holder"),
-                     vm_device_locks.c.token == sa.bindparam("b_token"))
-_LOCKS_TAKEN = sa.select(vm_device_locks.c.vm_id).where(
-    vm_device_locks.c.vm_id.in_(_IDS), *_HOLDER_AND_TOKEN)
 _RELEASE_LOCKS = sa.delete(vm_device_locks).where(
     vm_device_locks.c.vm_id.in_(_IDS), vm_device_locks.c.holder == sa.bindparam("b_holder"))
 _RELEASE_LOCKS_OF_TOKEN = _RELEASE_LOCKS.where(vm_device_locks.c.token == sa.bindparam("b_token"))
@@ -398,9 +382,9 @@ class Tx:
 
         Each taking writes a fresh token (``token``, or a new one), also over a lock
         ``holder`` already held: whoever took it before under that name no longer holds
-        it (docs/worker.md, "The fence"). Missing lock rows are inserted, then one
-        conditional UPDATE takes the free, expired and already-ours ones; the rows it
-        wrote stay locked by this transaction, so reading back who holds what is exact.
+        it (docs/worker.md, "The fence"). One upsert takes them all: a missing lock row
+        is inserted, an existing one is overwritten only if it is free, expired or
+        already ``holder``'s, and the rows written are returned: exactly the locks taken.
         VMs are taken in id order, so two takers cannot deadlock on each other.
         """
         ids = sorted(set(vm_ids))
@@ -408,21 +392,12 @@ class Tx:
             return set()
         token = token or new_token()
         expires_at = now + timedelta(seconds=ttl_s)
-        self._connection.execute(_insert_missing_locks(self._connection.dialect.name), [
-            {"vm_id": vm_id, "holder": holder, "expires_at": expires_at, "token": token}
+        taken = self._connection.execute(_take_locks(self._connection.dialect.name), [
+            {"vm_id": vm_id, "holder": holder, "expires_at": expires_at, "token": token,
+             "b_now": now}
             for vm_id in ids
         ])
-        self._connection.execute(_TAKE_LOCK, [
-            {"b_vm_id": vm_id, "b_holder": holder, "b_now": now, "b_expires_at": expires_at,
-             "b_token": token}
-            for vm_id in ids
-        ])
-        params = {"b_holder": holder, "b_token": token}
-        return {
-            vm_id
-            for chunk in _chunks(ids)
-            for vm_id in self._connection.execute(_LOCKS_TAKEN, {"ids": chunk, **params}).scalars()
-        }
+        return {vm_id for vm_id, in taken}
 
     def locks_held(self, vm_ids: Iterable[str], holder: str, token: str,
                    now: datetime) -> set[str]:
@@ -550,11 +525,18 @@ def _upsert_last_xml(dialect: str):
 
 
 @cache
-def _insert_missing_locks(dialect: str):
-    """Lock rows for VMs that have none yet, built once per dialect."""
-    return _DIALECT_INSERTS[dialect](vm_device_locks).on_conflict_do_nothing(
-        index_elements=[vm_device_locks.c.vm_id]
-    )
+def _take_locks(dialect: str):
+    """``try_lock_many``'s upsert, built once per dialect: insert the lock row, or take
+    it over if free (expired at ``b_now``) or already this holder's; return those written."""
+    insert = _DIALECT_INSERTS[dialect](vm_device_locks)
+    locks = vm_device_locks.c
+    return insert.on_conflict_do_update(
+        index_elements=[locks.vm_id],
+        set_={"holder": insert.excluded.holder, "expires_at": insert.excluded.expires_at,
+              "token": insert.excluded.token},
+        where=sa.or_(locks.holder == insert.excluded.holder,
+                     locks.expires_at <= sa.bindparam("b_now", type_=locks.expires_at.type)),
+    ).returning(locks.vm_id)
 
 
 def _advance_params(item: HashAdvance) -> dict[str, Any]:

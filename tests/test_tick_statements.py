@@ -1,0 +1,80 @@
+"""How many statements a tick sends (docs/performance.md, "What each change bought").
+
+Counts, never times: a host tick with one changed VM pays a fixed number of statements
+(its per-host cost in the partial tick), and a batch's row writes are one statement per
+kind however many rows change (one round trip each on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+
+from monitor.bench.fleet import Fleet
+from monitor.bench.runner import _FleetState, load, tick_fleet
+from monitor.store import Store
+from monitor.tick.host_tick import TickContext
+
+VMS = 20
+
+# Per host tick with one changed VM: the first read (its VMs and the host's), the
+# devices locks taken (one upsert), then the apply (fence check, rows, hash guard and
+# advance, row writes, last XML, release); PostgreSQL adds the reads of its clock and
+# the VM row locks, SQLite the three BEGIN IMMEDIATE.
+ONE_VM_TICK = {"sqlite": 12, "postgresql": 14}
+
+
+def no_progress(phase: str, done: int, total: int) -> None:
+    pass
+
+
+@contextmanager
+def counted(store: Store):
+    """Every statement sent to the database: (verb, table written, executemany) -> count."""
+    seen: Counter = Counter()
+
+    def count(connection, cursor, statement, parameters, context, executemany):
+        words = statement.split()
+        verb = words[0].upper()
+        table = {"UPDATE": 1, "DELETE": 2, "INSERT": 2}.get(verb)
+        seen[verb, table and words[table], executemany] += 1
+
+    engine = store._engine
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+
+
+@contextmanager
+def started_fleet(db_url: str):
+    with Store.open(db_url) as store:
+        context = TickContext(store=store, holder="statements-test", batch_size=VMS)
+        state = _FleetState(Fleet(VMS, 1))
+        load(context, state.fleet, no_progress)
+        tick_fleet(context, state, "start", no_progress)
+        yield store, context, state
+
+
+def test_a_host_tick_with_one_changed_vm_sends_a_fixed_few_statements(db_url):
+    with started_fleet(db_url) as (store, context, state):
+        state.flip([VMS // 2])
+        with counted(store) as seen:
+            tick = tick_fleet(context, state, "one", no_progress)
+    assert (tick.total.applied, tick.total.rows_written) == (1, 29)
+    assert sum(seen.values()) <= ONE_VM_TICK[store.dialect], seen
+
+
+def test_a_full_batch_writes_its_rows_with_one_statement_per_kind(db_url):
+    with started_fleet(db_url) as (store, context, state):
+        state.flip(range(VMS))
+        with counted(store) as seen:
+            tick = tick_fleet(context, state, "full", no_progress)
+    assert tick.total.applied == VMS and tick.total.rows_written > 25 * VMS
+    row_writes = {key: n for key, n in seen.items() if key[1] == "vm_devices"}
+    # PostgreSQL: one statement, one parameter set (one round trip); SQLite: the
+    # driver's executemany, one call.
+    assert row_writes == {("UPDATE", "vm_devices", store.dialect == "sqlite"): 1}, seen
