@@ -82,3 +82,18 @@ class DefinitionError(MonitorError):
     """A VM's run definition or one of its rows cannot become a Domain XML (docs/run-vm.md)."""
 
     exit_code = 7
+
+
+class WorkerConflict(MonitorError):
+    """Another live worker runs on this database and the database allows only one
+    (SQLite: docs/operations.md, "Many workers")."""
+
+    exit_code = 9
+
+
+class LeaseLost(MonitorError):
+    """This worker no longer holds the host its tick runs for: the transaction that
+    found out rolled back, and the tick stops (counted as ``lease-lost``). Never leaves
+    the worker."""
+
+    exit_code = 10

@@ -6,6 +6,10 @@ crash, an OOM kill or a power cut does: no ``finally``, no rollback sent, no loc
 released. The crash-safety tests start a worker with it, restart it without, and check
 that every VM is either fully applied or untouched.
 
+``MONITOR_FAULT=<point>[:n]:pause`` stops the process with SIGSTOP there instead (all
+its threads, lease renewals included), as a long GC pause, a frozen VM or a debugger
+would: the lease tests let the test decide what comes next (SIGCONT, or SIGKILL).
+
 The points (``POINTS``), in the order a tick reaches them:
 
 * ``after-plan``: the poll was answered and planned, changed statuses stored; nothing
@@ -38,6 +42,13 @@ ENV_FAULT = "MONITOR_FAULT"
 POINTS = ("after-plan", "after-dump", "in-batch", "after-commit", "between-batches",
           "before-unlock")
 _KNOWN = frozenset(POINTS)
+
+
+def pause_this_process(point: str) -> None:
+    """A frozen process: SIGSTOP, after one line saying where; SIGCONT resumes it here."""
+    print(f"monitor: fault {point}: pausing this process (SIGSTOP)", file=sys.stderr,
+          flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)
 
 
 def kill_this_process(point: str) -> None:
@@ -86,11 +97,15 @@ def check_environment() -> Fault | None:
 
 
 def parse(value: str) -> Fault | None:
-    """``<point>[:n]`` as a Fault; an empty value is none; anything else a UsageError."""
+    """``<point>[:n][:pause]`` as a Fault; an empty value is none; anything else a
+    UsageError."""
     value = value.strip()
     if not value:
         return None
-    point, _, count = value.partition(":")
+    spec, pause = value, False
+    if spec.endswith(":pause"):
+        spec, pause = spec.removesuffix(":pause"), True
+    point, _, count = spec.partition(":")
     if point not in _KNOWN:
         raise UsageError(f"{ENV_FAULT}={value}: unknown fault point {point!r} "
                          f"(known: {', '.join(POINTS)})")
@@ -101,7 +116,7 @@ def parse(value: str) -> Fault | None:
     if nth < 1:
         raise UsageError(f"{ENV_FAULT}={value}: the count after ':' must be a whole "
                          "number from 1")
-    return Fault(point, nth)
+    return Fault(point, nth, pause_this_process if pause else kill_this_process)
 
 
 @contextmanager

@@ -31,6 +31,7 @@ ENV_DB_URL = "MONITOR_DB_URL"
 ENV_CONFIG = "MONITOR_CONFIG"
 
 DAY_S = 86_400.0
+MIN_LEASE_TTL_S = 2.0
 
 
 def data_dir() -> Path:
@@ -108,6 +109,18 @@ class WorkerSettings(Section):
     metrics_allow_remote: bool = False
     health_stale: float = Field(120.0, gt=0, le=DAY_S)
     stall_warn: float = Field(30.0, gt=0, le=DAY_S)  # log a tick running this long
+    # Host leases (monitor run, docs/operations.md "Many workers"); None: 3 intervals,
+    # at least MIN_LEASE_TTL_S (``lease_ttl_for``). Shorter would be lost while all is
+    # well: a renewal may wait for the database (an SQLite write lock, a busy server).
+    lease_ttl: float | None = Field(None, ge=2, le=3600)
+    max_hosts: int | None = Field(None, ge=1, le=1_000_000)  # None: no cap
+
+    def lease_ttl_for(self, interval_s: float) -> float:
+        """The lease TTL for a worker ticking every ``interval_s`` (the command line's
+        ``--interval`` may differ from ``interval``)."""
+        if self.lease_ttl is not None:
+            return self.lease_ttl
+        return max(3 * interval_s, MIN_LEASE_TTL_S)
 
 
 class HostSettings(Section):

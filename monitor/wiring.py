@@ -6,6 +6,7 @@ Nothing is built at import time; the CLI verbs call these and pass the results i
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import sys
 from collections.abc import Iterator
@@ -29,17 +30,24 @@ def open_store(settings: Settings) -> Store:
 
 
 def worker_name() -> str:
-    """This process's name in the devices lock: host name and pid."""
-    return f"monitor@{socket.gethostname()}:{os.getpid()}"
+    """A name for this start of this process: ``monitor@<hostname>:<pid>/<start id>``.
+
+    It is the holder of the devices locks its ticks take and, under ``monitor run``,
+    the owner of its host leases. The random start id tells two starts with one pid
+    apart (a container restarted): ``monitor.worker.stale_locks`` reads the rest.
+    """
+    return f"monitor@{socket.gethostname()}:{os.getpid()}/{secrets.token_hex(4)}"
 
 
-def tick_context(store: Store, settings: Settings, emitters=()) -> TickContext:
-    """The context of every verb that ticks (run, replay, bench).
+def tick_context(store: Store, settings: Settings, emitters=(),
+                 holder: str | None = None) -> TickContext:
+    """The context of every verb that ticks (run, replay, bench), as ``holder`` (default:
+    a new ``worker_name``).
 
     First the devices locks of this machine's dead workers are released, so a verb run
     after a crash applies every VM rather than skip the crashed one's (docs/operations.md).
     """
-    holder = worker_name()
+    holder = holder or worker_name()
     release_dead_workers_locks(store, holder)
     return TickContext(
         store=store,

@@ -405,6 +405,30 @@ def many_vms(root: Path, count: int = 30, versions: int = 1) -> list[VmRecord]:
     return vms
 
 
+def many_hosts(root: Path, hosts: int = 30, per_host: int = 2,
+               versions: int = 3) -> list[VmRecord]:
+    """Not under fixtures/: the lease tests write it to a tmp dir.
+
+    ``per_host`` VMs on each of ``hosts`` hosts (``host-000``...), built as ``many_vms``
+    builds its VMs: tick k (1..versions) reports version k of every VM on its host, so
+    a worker playing the fixture in a loop applies every VM on every tick.
+    """
+    s = Scenario("many-hosts", root=root)
+    names = [f"host-{number:03d}" for number in range(hosts)]
+    vms = [replace(vm_record(f"{host}-vm{i}", host=host), hash="inventory")
+           for host in names for i in range(per_host)]
+    s.inventory(vms, [r for vm in vms for r in managed_rows(vm)])
+    for version in range(1, versions + 1):
+        s.next_tick()
+        for host in names:
+            s.host(host, {
+                vm.id: ("Up", live_xml(vm, managed_rows(vm) + libvirt_added(vm, ports=version + 1),
+                                       layout=version % 2))
+                for vm in vms if vm.host == host
+            })
+    return vms
+
+
 SCENARIOS = {
     "vm-start": vm_start, "disk-hotplug": disk_hotplug, "hotplug-lock": hotplug_lock,
     "nic-unplug-replug": nic_unplug_replug, "dimm-hotplug": dimm_hotplug,

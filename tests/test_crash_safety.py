@@ -17,7 +17,7 @@ import pytest
 
 from monitor.cli import main
 from monitor.errors import UsageError
-from monitor.faults import POINTS, parse
+from monitor.faults import POINTS, kill_this_process, parse, pause_this_process
 from monitor.store import Store
 from monitor.worker.stale_locks import dead_holders
 from worker_runs import (
@@ -89,34 +89,42 @@ def test_a_mistyped_fault_point_fails_at_start_in_one_line(tmp_path, many):
     ]
 
 
-@pytest.mark.parametrize(("value", "point", "nth"), [
-    pytest.param("", None, None, id="unset"),
-    pytest.param("in-batch", "in-batch", 1, id="first-time-by-default"),
-    pytest.param("between-batches:3", "between-batches", 3, id="third-time"),
+@pytest.mark.parametrize(("value", "point", "nth", "action"), [
+    pytest.param("", None, None, None, id="unset"),
+    pytest.param("in-batch", "in-batch", 1, kill_this_process, id="first-time-by-default"),
+    pytest.param("between-batches:3", "between-batches", 3, kill_this_process,
+                 id="third-time"),
+    pytest.param("after-dump:pause", "after-dump", 1, pause_this_process, id="pause"),
+    pytest.param("after-dump:4:pause", "after-dump", 4, pause_this_process,
+                 id="pause-the-fourth-time"),
 ])
-def test_fault_setting(value, point, nth):
+def test_fault_setting(value, point, nth, action):
     fault = parse(value)
-    assert (fault and (fault.point, fault.nth)) == (point and (point, nth))
+    assert (fault and (fault.point, fault.nth, fault.action)) == (point and (point, nth, action))
 
 
 @pytest.mark.parametrize("value", [
     pytest.param("in-btach", id="unknown-point"),
     pytest.param("in-batch:0", id="zero"),
     pytest.param("in-batch:x", id="not-a-number"),
+    pytest.param("in-batch:stop", id="not-an-action"),
+    pytest.param("in-batch:pause:2", id="pause-before-the-count"),
 ])
 def test_a_bad_fault_setting_is_a_usage_error(value):
     with pytest.raises(UsageError, match="MONITOR_FAULT="):
         parse(value)
 
 
-OURS = "monitor@node1:100"
+OURS = "monitor@node1:100/c0ffee00"
 
 
 @pytest.mark.parametrize(("holder", "dead"), [
-    pytest.param("monitor@node1:200", True, id="this-machine-process-gone"),
-    pytest.param("monitor@node1:300", False, id="this-machine-process-alive"),
-    pytest.param(OURS, True, id="our-own-pid-a-restarted-container"),
-    pytest.param("monitor@node2:200", False, id="another-machine"),
+    pytest.param("monitor@node1:200/1234abcd", True, id="this-machine-process-gone"),
+    pytest.param("monitor@node1:300/1234abcd", False, id="this-machine-process-alive"),
+    pytest.param("monitor@node1:100/1234abcd", True, id="our-pid-another-start"),
+    pytest.param("monitor@node1:100", True, id="our-pid-an-older-name-without-start-id"),
+    pytest.param(OURS, False, id="ourselves"),
+    pytest.param("monitor@node2:200/1234abcd", False, id="another-machine"),
     pytest.param("device-command (fixture locks.json)", False, id="a-device-command"),
 ])
 def test_which_lock_holders_are_dead(holder, dead):

@@ -33,7 +33,12 @@ Configure real hosts in a TOML file (see docs/configuration.md):
 With --metrics 127.0.0.1:9108 (or metrics_address under [worker]), Prometheus metrics
 are served on /metrics and a health check on /healthz (docs/operations.md).
 
-Stop with Ctrl-C or SIGTERM: ticks in progress finish first.
+Many workers may run with one configuration on one PostgreSQL database: each ticks the
+hosts whose lease it holds, a fair share, and takes over those of a worker that stops
+renewing (docs/operations.md, "Many workers"). On SQLite one worker runs; a second one
+refuses to start.
+
+Stop with Ctrl-C or SIGTERM: ticks in progress finish first, then the leases are freed.
 """
 
 
@@ -51,7 +56,8 @@ def register(subparsers) -> None:
                         help="seconds between a host's ticks (default: config, else 5; "
                         "the demo: 1)")
     parser.add_argument("--ticks", type=int, metavar="N",
-                        help="stop once every host has run N ticks (default: run until stopped)")
+                        help="stop once every host this worker holds has run N ticks "
+                        "(default: run until stopped)")
     parser.add_argument("--emit-dicts", metavar="FILE|-",
                         help="also write each applied VM's legacy dicts as JSON lines")
     parser.add_argument("--metrics", metavar="HOST:PORT",
@@ -68,11 +74,13 @@ def run(args: argparse.Namespace) -> int:
     from monitor.errors import StoppedStuck, UsageError
     from monitor.hosts.fixture import read_fixture
     from monitor.settings import HostSettings
-    from monitor.wiring import emit_dicts, open_store, settings_from, tick_context
     from monitor.tick.backoff import VmBackoff
+    from monitor.wiring import emit_dicts, open_store, settings_from, tick_context, worker_name
     from monitor.worker.host_job import HostJob
+    from monitor.worker.lease_keeper import LeaseKeeper
     from monitor.worker.scheduler import Worker
     from monitor.worker.sources import build_source
+    from monitor.worker.stale_locks import is_gone
 
     settings = settings_from(args)
     hosts = settings.hosts
@@ -92,9 +100,15 @@ def run(args: argparse.Namespace) -> int:
                        [s.name for s in sources], settings.worker)
     with open_store(settings) as store, emit_dicts(args.emit_dicts) as emitters, \
             metrics as served:
+        name = worker_name()
+        keeper = LeaseKeeper(store, name, [s.name for s in sources],
+                             ttl_s=settings.worker.lease_ttl_for(interval), interval_s=interval,
+                             max_hosts=settings.worker.max_hosts,
+                             events=served[0] if served else None)
+        keeper.join(lambda owner: is_gone(owner, name))  # SQLite: the only worker, or stop
         if demo:
             _load_demo_inventory(store, fixture, output)
-        context = tick_context(store, settings, emitters)
+        context = tick_context(store, settings, emitters, holder=name)
         context.vm_backoff = VmBackoff(base_s=interval, max_s=settings.worker.backoff_max)
         if served:
             context.on_tick = served[0].observe
@@ -110,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"monitor: {'demo recording' if demo else 'worker'} on {store.url}, "
               f"{len(jobs)} hosts, every {interval:g}s (Ctrl-C stops)", file=output, flush=True)
         try:
-            Worker(jobs, interval_s=interval, max_ticks=args.ticks,
+            Worker(jobs, keeper, interval_s=interval, max_ticks=args.ticks,
                    stall_warn_s=settings.worker.stall_warn).run()
         except StoppedStuck as error:
             # A tick thread is blocked on a socket that never answers: leaving the

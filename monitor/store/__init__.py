@@ -3,8 +3,10 @@
 * ``schema``: the tables; ``migrations/``: how they are created and upgraded;
 * ``engine``: URL to Engine, DB failure to a one-line StoreError;
 * ``repository``: ``Store`` and its transactions (``Tx``), the API everyone uses;
-* ``fence``: what a tick must still hold when it writes (its devices locks);
-* ``inventory``: the ``{"vms", "devices"}`` document of load and export.
+* ``fence``: what a tick must still hold when it writes (its devices locks, its host
+  lease);
+* ``inventory``: the ``{"vms", "devices"}`` document of load and export;
+* ``leases``: host leases and worker heartbeats (``monitor run``'s lease keeper).
 """
 
 from monitor.store.fence import Fence
@@ -15,12 +17,14 @@ from monitor.store.inventory import (
     load_document,
     read_document,
 )
+from monitor.store.leases import LeaseTx
 from monitor.store.migrate import SchemaUpgrade
 from monitor.store.repository import HashAdvance, Store, Tx
 
 __all__ = [
     "Fence",
     "HashAdvance",
+    "LeaseTx",
     "LoadSummary",
     "SchemaUpgrade",
     "Store",

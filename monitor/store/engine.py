@@ -128,6 +128,28 @@ def _configure_postgresql(engine: Engine) -> None:
         dbapi_connection.commit()  # a SET in a transaction rolled back would not stay
 
 
+def limit_idle_transactions(engine: Engine, seconds: float) -> None:
+    """PostgreSQL: the server ends our sessions that sit idle inside a transaction for
+    longer than ``seconds`` (``idle_in_transaction_session_timeout``), rolling it back.
+
+    For ``monitor run``: a worker frozen mid-transaction (SIGSTOP, a VM paused, a long
+    GC pause) would otherwise keep its host lease row locked ``FOR KEY SHARE`` and no
+    other worker could take the host over (docs/operations.md, "Many workers").
+    Connections opened before are closed, so every session gets the setting.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    milliseconds = max(1, round(seconds * 1000))
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET idle_in_transaction_session_timeout = {milliseconds}")
+        dbapi_connection.commit()
+
+    engine.dispose()
+
+
 def render(url: URL | str) -> str:
     """The URL as it may be shown to an operator: never with the password."""
     return (url if isinstance(url, URL) else make_url(url)).render_as_string(hide_password=True)

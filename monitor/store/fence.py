@@ -9,9 +9,13 @@ same worker name), is not written: its hash stays, and the next tick redoes it. 
 rows found stay locked until the commit (PostgreSQL ``FOR UPDATE``; SQLite holds the
 whole database), so no one takes them between the check and the commit.
 
-One object carries everything a tick must still hold, so a later check (a host lease:
-host, owner, epoch) joins ``check`` and every fenced transaction gets it at once.
-Releasing one's own locks is never fenced.
+Under ``monitor run`` the tick must also still hold its host's lease (docs/operations.md,
+"Many workers"): ``check`` first asks, in the same transaction, that the lease row names
+this worker at the epoch the tick started with, unexpired by the database's clock, and
+locks it ``FOR KEY SHARE`` until the commit, so no other worker can take the host over
+before this transaction's writes land. If the lease is gone, ``check`` raises
+``LeaseLost``: the transaction rolls back and the tick stops. Releasing one's own locks
+is never fenced.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from monitor.errors import LeaseLost
+from monitor.model.lease import HostLease
 from monitor.store.repository import Tx, new_token
 
 
@@ -29,6 +35,7 @@ class Fence:
 
     holder: str  # the worker's name in the devices lock
     process_utc: Callable[[], datetime]  # the database's clock on SQLite, which has none
+    lease: HostLease | None = None  # the host's lease (monitor run); None: no leases
     token: str = field(default_factory=new_token)  # fresh for each tick's taking
 
     def now(self, tx: Tx) -> datetime:
@@ -42,13 +49,25 @@ class Fence:
         Call it first in every transaction that writes for the tick, with the VMs that
         transaction is about to write (none for a host-wide write such as statuses);
         write only the VMs it returns. ``now``: the database's clock, if already read
-        in ``tx``.
+        in ``tx``. Raises ``LeaseLost`` when the tick's host lease is gone (known lost
+        already, or no longer this worker's at its epoch).
         """
+        self._check_lease(tx)
         vm_ids = list(vm_ids)
         if not vm_ids:
             return frozenset()
         now = now or self.now(tx)
         return frozenset(tx.locks_held(vm_ids, self.holder, self.token, now))
+
+    def _check_lease(self, tx: Tx) -> None:
+        lease = self.lease
+        if lease is None:
+            return
+        if lease.lost or not tx.holds_lease(lease, self.process_utc):
+            lease.lost = True
+            raise LeaseLost(f"lease lost: this worker no longer holds host {lease.host} "
+                            f"(epoch {lease.epoch}); the tick stops, its transaction rolled "
+                            "back")
 
     def take(self, tx: Tx, vm_ids: Iterable[str], ttl_s: float) -> frozenset[str]:
         """Try the devices locks of ``vm_ids`` with this fence's token: the VMs taken."""

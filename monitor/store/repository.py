@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from functools import cache
 from datetime import datetime, timedelta
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -25,18 +25,26 @@ from sqlalchemy.engine import Connection, Engine
 from monitor.clock import older_than_stored
 from monitor.errors import StoreError
 from monitor.model.changes import VmChanges
+from monitor.model.lease import HostLease
 from monitor.model.rows import DeviceRow, VmRecord
 from monitor.store import migrate, row_writes
-from monitor.store.engine import create_engine, render, store_error
+from monitor.store.engine import (
+    create_engine,
+    limit_idle_transactions,
+    render,
+    store_error,
+)
 from monitor.store.inventory import build_document
 from monitor.store.schema import (
     DEVICE_COLUMNS,
     VM_COLUMNS,
     UtcDateTime,
+    host_leases,
     vm_device_locks,
     vm_devices,
     vm_last_xml,
     vms,
+    worker_heartbeats,
 )
 
 CHUNK = 500  # ids per IN (...): far below SQLite's and PostgreSQL's parameter limits
@@ -73,6 +81,17 @@ _NOW = sa.select(sa.func.statement_timestamp(type_=UtcDateTime()))
 def new_token() -> str:
     """A devices lock token: 32 hex digits, never the empty token of older rows."""
     return uuid.uuid4().hex
+
+
+T = TypeVar("T", bound="Tx")
+
+_HOLDS_LEASE = sa.select(sa.literal(1)).select_from(
+    host_leases.join(worker_heartbeats, worker_heartbeats.c.owner == host_leases.c.owner)
+).where(
+    host_leases.c.host == sa.bindparam("b_host"),
+    host_leases.c.owner == sa.bindparam("b_owner"),
+    host_leases.c.epoch == sa.bindparam("b_epoch"),
+)
 
 
 class HashAdvance(NamedTuple):
@@ -122,11 +141,14 @@ class Store:
             raise store_error(error, self._engine.url) from error
 
     @contextmanager
-    def transaction(self) -> Iterator["Tx"]:
-        """One DB transaction: commit on exit, roll back on an exception."""
+    def transaction(self, kind: type[T] | None = None) -> Iterator[T]:
+        """One DB transaction: commit on exit, roll back on an exception.
+
+        ``kind`` is a ``Tx`` subclass with more statements (``store.leases.LeaseTx``).
+        """
         try:
             with self._engine.begin() as connection:
-                yield Tx(connection)
+                yield (kind or Tx)(connection)
         except sa.exc.SQLAlchemyError as error:
             raise store_error(error, self._engine.url) from error
 
@@ -141,6 +163,11 @@ class Store:
                 return connection.execute(_NOW).scalar_one()
         except sa.exc.SQLAlchemyError as error:
             raise store_error(error, self._engine.url) from error
+
+    def limit_idle_transactions(self, seconds: float) -> None:
+        """PostgreSQL: the server rolls back a transaction of ours idle for ``seconds``
+        (``engine.limit_idle_transactions``); a no-op on SQLite."""
+        limit_idle_transactions(self._engine, seconds)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -199,12 +226,22 @@ class Tx:
     def upsert_vm(self, vm: VmRecord) -> None:
         self._upsert_vms([vm])
 
-    def set_status(self, vm_id: str, status: str, *, host: str | None = None) -> None:
-        """The status (and the host, on migration) without touching the hash."""
-        values: dict[str, Any] = {"status": status}
+    def set_status(self, vm_id: str, status: str, *, host: str | None = None,
+                   read: VmRecord | None = None) -> bool:
+        """The status (and the host, on migration) without touching the hash.
+
+        With ``read`` (the VM as the caller read it), only if the stored host and
+        status are still those: a hand-over committed meanwhile by another host's
+        worker is never overwritten. Returns whether the VM was written.
+        """
+        values: dict[str, Any] = {"status": status, "version": vms.c.version + 1}
         if host is not None:
             values["host"] = host
-        self._update_vm(vm_id, values)
+        statement = sa.update(vms).where(vms.c.id == vm_id).values(values)
+        if read is not None:
+            statement = statement.where(vms.c.host.is_not_distinct_from(read.host),
+                                        vms.c.status.is_not_distinct_from(read.status))
+        return self._connection.execute(statement).rowcount == 1
 
     def record_error(self, vm_id: str, bad_hash: str | None, message: str) -> None:
         """Remember the hash whose XML could not be used; the applied hash stays."""
@@ -283,6 +320,31 @@ class Tx:
             return
         for chunk in _chunks(sorted(vm_ids)):
             self._connection.execute(_LOCK_VMS, {"ids": chunk}).all()
+
+    # --- the host lease ------------------------------------------------------------
+
+    def holds_lease(self, lease: HostLease, process_utc: Callable[[], datetime]) -> bool:
+        """Whether this worker still holds ``lease``: the row names it at the lease's
+        epoch, and its heartbeat is unexpired by the database's clock (``now()``; on
+        SQLite ``process_utc()``, as in ``now``).
+
+        PostgreSQL: the lease row is locked ``FOR KEY SHARE`` until the transaction
+        ends, so no claim can take the lease over before this transaction commits;
+        the heartbeat's renewals go on. The lease is also named in the transaction's
+        ``monitor.lease`` setting (``host epoch owner``), for audit triggers
+        (docs/operations.md). SQLite holds its write lock already.
+        """
+        dialect = self._connection.dialect.name
+        now = sa.func.now() if dialect == "postgresql" else sa.bindparam(
+            "b_now", process_utc(), type_=UtcDateTime)
+        query = _HOLDS_LEASE.where(worker_heartbeats.c.expires_at > now)
+        if dialect == "postgresql":
+            query = query.with_only_columns(
+                sa.func.set_config("monitor.lease", sa.bindparam("b_tag"), True)
+            ).with_for_update(key_share=True, of=host_leases)
+        params = {"b_host": lease.host, "b_owner": lease.owner, "b_epoch": lease.epoch,
+                  "b_tag": f"{lease.host} {lease.epoch} {lease.owner}"}
+        return self._connection.execute(query, params).first() is not None
 
     # --- device rows ---------------------------------------------------------------
 

@@ -14,6 +14,12 @@ definitions, so the two cannot drift.
   row is harmless.
 * ``vm_last_xml``: the last Domain XML fetched for a VM (for ``diagnose``). It lives
   in its own table so the ``vms`` rows, which every tick scans per host, stay small.
+* ``host_leases``: which worker ticks which host (docs/operations.md, "Many workers"):
+  ``owner`` (``NULL``: free), ``epoch`` (incremented by every claim). A lease expires
+  with its owner's heartbeat.
+* ``worker_heartbeats``: one row per running ``monitor run``, ``expires_at`` by the
+  database's clock; a worker whose row has expired is not live, its leases may be
+  taken over, and its share goes to the others. ``max_hosts`` is its cap (0: stopping).
 """
 
 from __future__ import annotations
@@ -120,6 +126,23 @@ vm_last_xml = sa.Table(
     ),
     sa.Column("xml", sa.LargeBinary, nullable=False),
     sa.Column("fetched_at", UtcDateTime, nullable=False),
+)
+
+host_leases = sa.Table(
+    "host_leases",
+    metadata,
+    sa.Column("host", sa.Text, primary_key=True),
+    sa.Column("owner", sa.Text),
+    sa.Column("epoch", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+worker_heartbeats = sa.Table(
+    "worker_heartbeats",
+    metadata,
+    sa.Column("owner", sa.Text, primary_key=True),
+    sa.Column("max_hosts", sa.Integer),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
 )
 
 # Column order of the typed records, so a result row becomes a record positionally.

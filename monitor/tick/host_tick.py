@@ -17,7 +17,14 @@ next tick tries again:
   VM not asked for -> ignored (``unasked``);
 * a DB error in a batch -> the batch is rolled back and retried VM by VM;
 * the DB unavailable (connection lost, SQLite locked) -> the tick stops with a
-  StoreError and the worker backs off; committed batches stay, the rest is redone.
+  StoreError and the worker backs off; committed batches stay, the rest is redone;
+* the worker no longer holds the host's lease (``monitor run`` only; docs/operations.md,
+  "Many workers") -> the fence raises ``LeaseLost`` in the transaction that found out,
+  which rolls back; the tick stops (``errors[lease-lost]``), releasing its own locks.
+
+A status (and a host, at a migration hand-over) is written only if the VM's stored host
+and status are still those the tick read, so another host's worker's hand-over, committed
+in between, is never overwritten.
 
 ``fault_point`` calls mark where the crash-safety tests kill the worker
 (``monitor.faults``).
@@ -43,7 +50,7 @@ from monitor.adapters.base import MonitoringAdapter
 from monitor.clock import Clock, SteadyUtc, SystemClock
 from monitor.adapters.database import Correlated, apply_correlated
 from monitor.domxml import parse_domain
-from monitor.errors import HostError, HostGarbage, StoreError, XmlError
+from monitor.errors import HostError, HostGarbage, LeaseLost, StoreError, XmlError
 from monitor.faults import fault_point
 from monitor.hosts.source import HostSource, VmReport
 from monitor.legacy.converter import convert
@@ -52,6 +59,8 @@ from monitor.logfields import fields
 from monitor.model.changes import VmChanges
 from monitor.model.domain import ParsedDomain
 from monitor.model.ids import ids_in_several_spellings
+from monitor.model.lease import HostLease
+from monitor.model.rows import VmRecord
 from monitor.settings import Limits
 from monitor.store import Fence, Store
 from monitor.tick.backoff import VmBackoff
@@ -109,11 +118,17 @@ class Fetched(NamedTuple):
     parsed: ParsedDomain
 
 
-def run_tick(source: HostSource, context: TickContext) -> TickSummary:
+def run_tick(source: HostSource, context: TickContext,
+             lease: HostLease | None = None) -> TickSummary:
+    """One tick; with ``lease`` (``monitor run``) every write is fenced by it too."""
     started = time.perf_counter()
     summary = TickSummary(host=source.name)
     try:
-        _tick(source, context, summary)
+        _tick(source, context, summary, lease)
+    except LeaseLost as error:
+        summary.lease_lost = True  # logged once: the lease is marked lost, no tick follows
+        summary.errors["lease-lost"] += 1
+        log.warning("%s", error, extra=fields(host=summary.host, kind="lease-lost"))
     except StoreError:
         summary.stopped = True  # the metrics count it; the worker logs it and backs off
         raise
@@ -124,7 +139,8 @@ def run_tick(source: HostSource, context: TickContext) -> TickSummary:
     return summary
 
 
-def _tick(source: HostSource, context: TickContext, summary: TickSummary) -> None:
+def _tick(source: HostSource, context: TickContext, summary: TickSummary,
+          lease: HostLease | None) -> None:
     host = source.name
     try:
         polled = source.poll()
@@ -134,7 +150,7 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary) -> Non
         return
     report_time = context.store.now(context.process_utc)  # when the poll returned
     summary.polled = len(reports)
-    fence = Fence(context.holder, context.process_utc)
+    fence = Fence(context.holder, context.process_utc, lease)
     leftover = context.unreleased.get(host, {})
     with context.store.transaction() as tx:
         known = tx.vms_and_host(reports, host)
@@ -147,7 +163,7 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary) -> Non
     decided = plan(host, reports, report_time, stored, read_at)
     _log_skips(context, host, decided, reports)
     summary.skipped.update({reason.value: count for reason, count in decided.skipped.items()})
-    _store_statuses(context, fence, decided)
+    _store_statuses(context, fence, host, decided, stored)
     _store_vanished(context, fence, host, on_host, polled, summary)
     fault_point("after-plan")
 
@@ -242,16 +258,21 @@ def _log_skips(context: TickContext, host: str, decided: Plan, reports) -> None:
                             extra=fields(host=host, vm=decision.vm_id))
 
 
-def _store_statuses(context: TickContext, fence: Fence, decided: Plan) -> None:
+def _store_statuses(context: TickContext, fence: Fence, host: str, decided: Plan,
+                    stored: dict[str, VmRecord]) -> None:
     changes = [d for d in decided.status_changes if d.status is not None]
     if not changes:
         return
     with context.store.transaction() as tx:
         fence.check(tx)  # statuses are host-wide: no devices lock of their own
-        for decision in changes:
-            tx.set_status(decision.vm_id, decision.status, host=decision.host)
+        written = {decision.vm_id for decision in changes
+                   if tx.set_status(decision.vm_id, decision.status, host=decision.host,
+                                    read=stored[decision.vm_id])}
     for decision in changes:
-        if decision.host is not None:
+        if decision.vm_id not in written:
+            log.info("status not stored: the VM's host or status changed since this tick "
+                     "read it", extra=fields(host=host, vm=decision.vm_id))
+        elif decision.host is not None:
             log.info("migration hand-over: VM now runs here",
                      extra=fields(host=decision.host, vm=decision.vm_id))
 

@@ -25,12 +25,13 @@ class TickSummary:
     errors: Counter = field(default_factory=Counter)  # by kind: xml, missing, db, host-*
     host_error: str | None = None
     stopped: bool = False  # the tick raised before its end (the database failed)
+    lease_lost: bool = False  # the worker no longer held the host: the tick stopped
     duration_s: float = 0.0
 
     @property
     def completed(self) -> bool:
         """The tick ran to its end on a host that answered: what health counts as good."""
-        return self.host_error is None and not self.stopped
+        return self.host_error is None and not self.stopped and not self.lease_lost
 
     def line(self) -> str:
         """The one summary line per tick an operator reads."""

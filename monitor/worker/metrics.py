@@ -42,9 +42,12 @@ TICK_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60
 
 
 def tick_outcome(summary: TickSummary) -> str:
-    """``ok``, ``host-<kind>`` (timeout, unreachable, refused, garbage) or ``db``."""
+    """``ok``, ``host-<kind>`` (timeout, unreachable, refused, garbage), ``db`` or
+    ``lease-lost``."""
     if summary.host_error:
         return f"host-{summary.host_error}"
+    if summary.lease_lost:
+        return "lease-lost"
     return "db" if summary.stopped else "ok"
 
 
@@ -56,15 +59,19 @@ class HostHealth(NamedTuple):
 
 class Health(NamedTuple):
     stale_after_s: float
-    hosts: tuple[HostHealth, ...]
+    hosts: tuple[HostHealth, ...]  # the hosts this worker holds
+    renewing: bool = True  # the last lease renewal worked
 
     @property
     def ok(self) -> bool:
-        return all(h.seconds_since_good_tick <= self.stale_after_s for h in self.hosts)
+        return self.renewing and all(
+            h.seconds_since_good_tick <= self.stale_after_s for h in self.hosts)
 
     def as_json(self) -> bytes:
+        status = "ok" if self.ok else ("stale" if self.renewing else "cannot-renew")
         document = {
-            "status": "ok" if self.ok else "stale",
+            "status": status,
+            "renewing": self.renewing,
             "stale_after_s": self.stale_after_s,
             "hosts": {h.host: {"good_ticks": h.good_ticks,
                                "seconds_since_good_tick": round(h.seconds_since_good_tick, 3),
@@ -75,7 +82,12 @@ class Health(NamedTuple):
 
 
 class TickMetrics:
-    """The worker's counters, and when each host last completed a tick."""
+    """The worker's counters, and when each host last completed a tick.
+
+    Also the lease keeper's events (``lease_keeper.LeaseEvents``): the health check
+    looks only at the hosts this worker holds, each from the moment it got the lease,
+    and fails while the leases cannot be renewed.
+    """
 
     def __init__(self, hosts: Sequence[str], *, clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
@@ -86,6 +98,10 @@ class TickMetrics:
         self._lock = threading.Lock()
         self._last_good: dict[str, float] = {}
         self._good_ticks = dict.fromkeys(hosts, 0)
+        # host -> since when it counts (monotonic): every host from the start, until the
+        # lease keeper says which ones this worker holds, each from when it got it
+        self._held: dict[str, float] = dict.fromkeys(hosts, self._started)
+        self._renewing = True
         self._define()
         for host in hosts:  # exported as 0 before the first tick, so rates start right
             self.ticks.labels(host, "ok")
@@ -122,6 +138,19 @@ class TickMetrics:
         self.last_good = Gauge("monitor_last_successful_tick_timestamp_seconds",
                                "Unix time the host last completed a tick (0: never).",
                                ("host",), registry=registry)
+        self.leases_held = Gauge("monitor_leases_held", "Host leases this worker holds.",
+                                 registry=registry)
+        self.lease_claims = Counter("monitor_lease_claims", "Host leases claimed (takeovers "
+                                    "included).", registry=registry)
+        self.lease_takeovers = Counter("monitor_lease_takeovers", "Expired leases of another "
+                                       "worker taken over.", registry=registry)
+        self.lease_handbacks = Counter("monitor_lease_handbacks", "Leases handed back to even "
+                                       "the shares.", registry=registry)
+        self.lease_lost_count = Counter("monitor_lease_lost", "Leases lost: another worker "
+                                        "holds them now, or no renewal for a TTL.",
+                                        registry=registry)
+        self.lease_renew_failures = Counter("monitor_lease_renew_failures", "Lease renewals "
+                                            "that failed.", registry=registry)
         self._per_host = (self.polled, self.fetched, self.applied, self.rows, self.new,
                           self.unplugged, self.deleted, self.foreign, self.conflicts,
                           self.vanished, self.last_good)
@@ -150,14 +179,40 @@ class TickMetrics:
                 self._last_good[host] = self._monotonic()
                 self._good_ticks[host] = self._good_ticks.get(host, 0) + 1
 
+    # --- the lease keeper's events (lease_keeper.LeaseEvents) ---------------------
+
+    def leases_changed(self, held: Sequence[str]) -> None:
+        now = self._monotonic()
+        with self._lock:
+            self._held = {host: self._held.get(host, now) for host in held}
+        self.leases_held.set(len(held))
+
+    def lease_claimed(self, takeover: bool) -> None:
+        self.lease_claims.inc()
+        if takeover:
+            self.lease_takeovers.inc()
+
+    def lease_handed_back(self) -> None:
+        self.lease_handbacks.inc()
+
+    def lease_lost(self) -> None:
+        self.lease_lost_count.inc()
+
+    def renewal(self, ok: bool) -> None:
+        if not ok:
+            self.lease_renew_failures.inc()
+        with self._lock:
+            self._renewing = ok
+
     def health(self, stale_after_s: float) -> Health:
         now = self._monotonic()
         with self._lock:
             hosts = tuple(
-                HostHealth(host, count, now - self._last_good.get(host, self._started))
-                for host, count in sorted(self._good_ticks.items())
+                HostHealth(host, self._good_ticks.get(host, 0),
+                           now - max(self._last_good.get(host, since), since))
+                for host, since in sorted(self._held.items())
             )
-        return Health(stale_after_s, hosts)
+            return Health(stale_after_s, hosts, self._renewing)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

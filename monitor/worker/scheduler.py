@@ -1,8 +1,11 @@
-"""The scheduler: APScheduler 3 runs each host's job on its own interval.
+"""The scheduler: APScheduler 3 runs the job of each host this worker holds.
 
-``max_instances=1`` keeps a job from overlapping itself; ``coalesce`` folds missed
-runs into one. SIGINT/SIGTERM set an event; the scheduler then stops taking new runs
-and waits for the ticks in progress to finish, so a stop never cuts a transaction.
+A host's job is added when the lease keeper (``lease_keeper``) gets its lease and
+removed when the lease goes; the keeper renews in a thread of its own, so slow ticks
+never delay a renewal. ``max_instances=1`` keeps a job from overlapping itself;
+``coalesce`` folds missed runs into one. SIGINT/SIGTERM set an event: no new tick
+starts, the keeper stops renewing, each host's lease is freed for the other workers as
+soon as that host's tick in progress has finished, so a stop never cuts a transaction.
 
 APScheduler times its runs by the wall clock: after a step back of an hour it would
 wait an hour before the next tick. While it runs, the worker looks every interval (on
@@ -27,11 +30,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from monitor.errors import StoppedStuck
 from monitor.logfields import fields
+from monitor.model.lease import HostLease
 from monitor.worker.host_job import HostJob
+from monitor.worker.lease_keeper import LeaseKeeper
 
 log = logging.getLogger("monitor.worker")
 
@@ -39,10 +45,12 @@ STOP_GRACE_S = 8.0  # a stop waits this long for the ticks in progress (SIGTERM:
 
 
 class Worker:
-    def __init__(self, jobs: Sequence[HostJob], *, interval_s: float,
+    def __init__(self, jobs: Sequence[HostJob], keeper: LeaseKeeper, *, interval_s: float,
                  max_ticks: int | None = None, stall_warn_s: float = 30.0,
                  stop_grace_s: float = STOP_GRACE_S) -> None:
         self.jobs = list(jobs)
+        self._by_host = {job.host: job for job in self.jobs}
+        self.keeper = keeper
         self.interval_s = interval_s
         self.max_ticks = max_ticks
         self.stall_warn_s = stall_warn_s
@@ -55,17 +63,16 @@ class Worker:
         # line and the backoff say it better.
         if not log.isEnabledFor(logging.DEBUG):
             logging.getLogger("apscheduler").setLevel(logging.ERROR)
-        scheduler = BackgroundScheduler(
+        scheduler = self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max(1, min(len(self.jobs), 16)))},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=timezone.utc,
         )
-        for job in self.jobs:
-            scheduler.add_job(self._run_job, "interval", args=(job,), id=job.host,
-                              name=f"tick {job.host}", seconds=self.interval_s,
-                              next_run_time=datetime.now(timezone.utc))
         previous = self._install_signals()
         scheduler.start()
+        keeper = threading.Thread(target=self.keeper.run, args=(self, self.stop),
+                                  name="lease-keeper", daemon=True)
+        keeper.start()
         log.info("worker started: %d hosts, every %gs", len(self.jobs), self.interval_s)
         watch_s = min(self.interval_s, 1.0)
         try:
@@ -73,8 +80,12 @@ class Worker:
                 self.follow_clock_steps(scheduler)
                 self.report_stalls()
         finally:
+            self.stop.set()  # no new tick starts
+            deadline = time.monotonic() + self.stop_grace_s
+            keeper.join(self.stop_grace_s)
             scheduler.shutdown(wait=False)
-            stuck = self._wait_for_ticks()
+            self._leave(deadline)
+            stuck = self._wait_for_ticks(deadline)
             self._restore_signals(previous)
         if stuck:
             raise StoppedStuck(
@@ -96,9 +107,45 @@ class Worker:
                             extra=fields(host=job.host, kind="stall"))
         return stalled
 
-    def _wait_for_ticks(self) -> list[str]:
+    def _leave(self, deadline: float) -> None:
+        """Free the leases, each as its host's tick ends, within the stop's grace (a
+        database that does not answer cannot hold the stop: the leases then expire)."""
+        leaving = threading.Thread(target=self.keeper.leave, args=(self, deadline),
+                                   name="lease-leave", daemon=True)
+        leaving.start()
+        leaving.join(max(0.0, deadline - time.monotonic()))
+
+    # --- HostSlots, for the lease keeper -------------------------------------------
+
+    def start(self, lease: HostLease) -> None:
+        job = self._by_host[lease.host]
+        job.lease = lease
+        self._scheduler.add_job(self._run_job, "interval", args=(job,), id=job.host,
+                                name=f"tick {job.host}", seconds=self.interval_s,
+                                next_run_time=datetime.now(timezone.utc),
+                                replace_existing=True)
+
+    def stop_job(self, host: str) -> None:
+        try:
+            self._scheduler.remove_job(host)
+        except JobLookupError:
+            pass
+
+    def retire(self, host: str, wait_until: float | None = None) -> bool:
+        job = self._by_host[host]
+        timeout = -1 if wait_until is None else max(0.0, wait_until - time.monotonic())
+        if not job.busy.acquire(blocking=wait_until is not None, timeout=timeout):
+            return False
+        try:
+            if job.lease is not None:
+                job.lease.lost = True
+            self.stop_job(host)
+        finally:
+            job.busy.release()
+        return True
+
+    def _wait_for_ticks(self, deadline: float) -> list[str]:
         """Wait up to the grace for the ticks in progress; the hosts still running then."""
-        deadline = time.monotonic() + self.stop_grace_s
         for job in self.jobs:
             job.idle.wait(max(0.0, deadline - time.monotonic()))
         return [f"{job.host} for {job.running_for():.0f}s" for job in self.jobs
@@ -128,8 +175,13 @@ class Worker:
             self.stop.set()
             raise
         finally:
-            if self.max_ticks is not None and all(j.ticks >= self.max_ticks for j in self.jobs):
+            if self.max_ticks is not None and self._ticked_enough():
                 self.stop.set()
+
+    def _ticked_enough(self) -> bool:
+        """``--ticks N``: every host this worker holds has run N ticks (and it holds one)."""
+        held = [job for job in self.jobs if job.lease is not None and not job.lease.lost]
+        return bool(held) and all(job.ticks >= self.max_ticks for job in held)
 
     def _install_signals(self):
         if threading.current_thread() is not threading.main_thread():
