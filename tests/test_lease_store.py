@@ -236,7 +236,7 @@ def test_a_tick_whose_lease_was_taken_over_lands_nothing(db_url, tmp_path, point
             join(store, "b", hosts=["host-a"])
             assert [c.previous_owner for c in claim(store, "b", 1, ["host-a"])] == ["a"]
 
-        context = TickContext(store=store, holder="a", clock=utc_now)
+        context = TickContext(store=store, holder="a")
         source = ReplayHostSource(read_fixture(fixture).ticks[0], "host-a")
         with injected(point, taken_over):
             summary = run_tick(source, context, lease)

@@ -1,11 +1,14 @@
-"""Two workers on one database (by mistake, or during a rolling restart).
+"""Two ticks of one VM at once: what protects a VM below the host leases.
 
-What protects the VMs: the devices lock (a VM is applied by one tick at a time; the
-other skips it and retries) and the guarded hash advance (a VM's XML is applied only
-if no later report was applied before it: ``hash_time``). The in-process tests put the
-second worker's whole tick at an exact point of the first one's, on both databases;
-the process test runs two real ``monitor run`` against PostgreSQL, with a trigger that
-records every hash change, and then checks every VM and every change.
+``monitor run`` workers share hosts through leases (tests/test_leases.py), but ticks
+without a lease (``replay``, ``bench``, a device command's lock) and two hosts of one
+worker at a migration hand-over still meet on one VM. What protects it: the devices
+lock (a VM is applied by one tick at a time; the other skips it and retries) and the
+guarded hash advance (a VM's XML is applied only if no later report was applied before
+it: ``hash_time``). The in-process tests put the second tick at an exact point of the
+first one's, on both databases; the process test runs two real ``monitor run`` against
+PostgreSQL on one host (the second takes the host over when the first stops), with a
+trigger that records every hash change, and then checks every VM and every change.
 """
 
 from __future__ import annotations

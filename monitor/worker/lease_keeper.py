@@ -36,6 +36,9 @@ from monitor.worker.fair_share import fair_shares
 log = logging.getLogger("monitor.worker.leases")
 
 EARLY_S = 0.02  # wake this long after another worker's lease expires, not before it
+# A stalled database must be seen as stalled (the worker's stop grace is 8 s), not as a
+# session the server ended: a frozen worker's transaction is ended after this long.
+IDLE_TRANSACTION_MIN_S = 30.0
 
 
 class HostSlots(Protocol):
@@ -93,10 +96,11 @@ class LeaseKeeper:
 
         On PostgreSQL the first claim waits one renewal period, so that workers started
         together see each other and each claims its share, not the first one all; and
-        a transaction of this worker left idle for a whole TTL (the process frozen) is
-        rolled back by the server, so it cannot keep a lease row locked.
+        a transaction of this worker left idle for a TTL, and at least
+        ``IDLE_TRANSACTION_MIN_S`` (the process frozen), is rolled back by the server,
+        so it cannot keep a lease row locked for ever.
         """
-        self.store.limit_idle_transactions(self.ttl_s)
+        self.store.limit_idle_transactions(max(self.ttl_s, IDLE_TRANSACTION_MIN_S))
         with self.store.transaction(LeaseTx) as tx:
             taken_over = tx.join(tx.now(self.process_utc), self.owner, self.hosts, self.ttl_s,
                                  self.max_hosts, gone)

@@ -82,7 +82,7 @@ class Worker:
         finally:
             self.stop.set()  # no new tick starts
             deadline = time.monotonic() + self.stop_grace_s
-            keeper.join(self.stop_grace_s)
+            keeper.join(min(1.0, self.stop_grace_s))  # it may wait on the database
             scheduler.shutdown(wait=False)
             self._leave(deadline)
             stuck = self._wait_for_ticks(deadline)
