@@ -45,7 +45,8 @@ STOP_GRACE_S = 8.0  # a stop waits this long for the ticks in progress (SIGTERM:
 
 
 class Worker:
-    def __init__(self, jobs: Sequence[HostJob], keeper: LeaseKeeper, *, interval_s: float,
+    def __init__(self, jobs: Sequence[HostJob], keeper: LeaseKeeper | None = None, *,
+                 interval_s: float,
                  max_ticks: int | None = None, stall_warn_s: float = 30.0,
                  stop_grace_s: float = STOP_GRACE_S) -> None:
         self.jobs = list(jobs)
