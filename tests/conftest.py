@@ -87,9 +87,23 @@ def db_url(request, tmp_path) -> str:
     engine.dispose()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def libvirt_event_loop():
+    """libvirt's event loop, registered once before any test opens a connection (a
+    connection opened before it never delivers events); nothing where libvirt-python
+    is absent (the tests that need it skip through ``libvirt_module``)."""
+    try:
+        from monitor.hosts.libvirt_events import start_event_loop
+    except ImportError:
+        return False
+    start_event_loop()
+    return True
+
+
 @pytest.fixture(scope="session")
-def libvirt_module():
-    """libvirt-python with a working test driver, or a skip (a failure in CI)."""
+def libvirt_module(libvirt_event_loop):
+    """libvirt-python with a working test driver and its event loop, or a skip (a
+    failure in CI)."""
     try:
         import libvirt
     except ImportError:

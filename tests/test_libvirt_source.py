@@ -149,7 +149,7 @@ def test_a_domain_gone_before_its_xml_is_skipped(host):
     domain = connection.lookupByUUIDString(RUNNING[2])
     domain.destroy()
     domain.undefine()
-    assert source._read_domain(domain) is None  # listed, then gone: not reported
+    assert source._read(domain) is None  # listed, then gone: not reported
     assert RUNNING[2] not in source.poll()
 
 

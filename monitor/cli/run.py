@@ -17,7 +17,7 @@ Without a config file, the worker plays a bundled recording in a loop against th
 default SQLite database (its inventory is loaded on the first run): no libvirt needed,
 and you see ticks reconcile within seconds. Each tick prints one summary line:
 
-  host=HOST [HOST-ERROR=KIND] polled=N fetched=N applied=N changed=N rows=N
+  host=HOST [HOST-ERROR=KIND] polled=N read=N fetched=N applied=N changed=N rows=N
   matched[rule=N,...] new=N unplugged=N deleted=N foreign=N conflicts=N
   skipped[reason=N,...] errors[kind=N,...] time=Nms
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
-from typing import NamedTuple, Protocol
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from monitor.logfields import fields
 
@@ -85,4 +85,27 @@ class HostSource(Protocol):
         ...
 
     def close(self) -> None:
+        ...
+
+
+class PollCounts(NamedTuple):
+    """What a source that reads XML to answer its poll did since it was last asked.
+
+    ``reads``: Domain XML documents read, by reason (``new``, ``event``, ``resync``);
+    ``events``: domain events received, by type; ``resyncs``: full resyncs done;
+    ``reconnects``: connections opened again after a lost or closed one.
+    """
+
+    reads: Mapping[str, int]
+    events: Mapping[str, int]
+    resyncs: int
+    reconnects: int
+
+
+@runtime_checkable
+class CountsReads(Protocol):
+    """A source whose poll reads XML (the libvirt source): the tick takes its counts."""
+
+    def take_counts(self) -> PollCounts:
+        """The counts since the previous call (each is reported once)."""
         ...

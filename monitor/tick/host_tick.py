@@ -52,7 +52,7 @@ from monitor.adapters.database import Correlated, apply_correlated
 from monitor.domxml import parse_domain
 from monitor.errors import HostError, HostGarbage, LeaseLost, StoreError, XmlError
 from monitor.faults import fault_point
-from monitor.hosts.source import HostSource, VmReport
+from monitor.hosts.source import CountsReads, HostSource, VmReport
 from monitor.legacy.converter import convert
 from monitor.legacy.dicts import ConvertedVm
 from monitor.logfields import fields
@@ -148,6 +148,8 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary,
     except HostError as error:
         _host_failed(summary, error, "poll")
         return
+    finally:
+        _count_reads(source, summary)
     report_time = context.store.now(context.process_utc)  # when the poll returned
     summary.polled = len(reports)
     fence = Fence(context.holder, context.process_utc, lease)
@@ -197,6 +199,16 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary,
     finally:
         if still_held:
             _unlock(context, fence, host, still_held, quiet=db_failed)
+
+
+def _count_reads(source: HostSource, summary: TickSummary) -> None:
+    """What a source that reads XML in its poll did (the libvirt source): the summary's."""
+    if isinstance(source, CountsReads):
+        counts = source.take_counts()
+        summary.read.update(counts.reads)
+        summary.events.update(counts.events)
+        summary.resyncs += counts.resyncs
+        summary.reconnects += counts.reconnects
 
 
 def _host_failed(summary: TickSummary, error: HostError, action: str) -> None:

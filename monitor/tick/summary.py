@@ -10,6 +10,11 @@ from dataclasses import dataclass, field
 class TickSummary:
     host: str
     polled: int = 0
+    # What an event-driven source did to answer the poll (monitor.hosts.source.PollCounts):
+    read: Counter = field(default_factory=Counter)  # XML documents read, by reason
+    events: Counter = field(default_factory=Counter)  # domain events received, by type
+    resyncs: int = 0
+    reconnects: int = 0
     fetched: int = 0  # XML documents returned by the dump
     applied: int = 0  # VMs whose XML was applied (hash advanced)
     changed: int = 0  # applied VMs with at least one row written
@@ -41,6 +46,7 @@ class TickSummary:
         parts = [
             f"host={self.host}",
             f"polled={self.polled}",
+            f"read={sum(self.read.values())}",
             f"fetched={self.fetched}",
             f"applied={self.applied}",
             f"changed={self.changed}",
@@ -63,8 +69,11 @@ class TickSummary:
     def add(self, other: "TickSummary") -> None:
         """Fold another tick's counts into this one (replay totals)."""
         for name in ("polled", "fetched", "applied", "changed", "rows_written", "new",
-                     "unplugged", "deleted", "foreign", "conflicts", "vanished", "duration_s"):
+                     "unplugged", "deleted", "foreign", "conflicts", "vanished", "duration_s",
+                     "resyncs", "reconnects"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.rules.update(other.rules)
+        self.read.update(other.read)
+        self.events.update(other.events)
         self.skipped.update(other.skipped)
         self.errors.update(other.errors)

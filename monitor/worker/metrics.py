@@ -133,6 +133,14 @@ class TickMetrics:
                                ("host", "reason"))
         self.errors = counter("monitor_errors", "Errors, by kind (see docs/operations.md).",
                               ("host", "kind"))
+        self.xml_reads = counter("monitor_xml_reads",
+                                 "Domain XML documents the host source read to answer its "
+                                 "poll, by reason: event, new, resync.", ("host", "reason"))
+        self.events = counter("monitor_domain_events",
+                              "libvirt domain events received, by type.", ("host", "type"))
+        self.resyncs = counter("monitor_resyncs", "Full resyncs (every VM's XML read).")
+        self.reconnects = counter("monitor_reconnects",
+                                  "Connections to the host opened after the first (one lost, or closed).")
         self.duration = Histogram("monitor_tick_duration_seconds", "Time one tick took.",
                                   ("host",), buckets=TICK_BUCKETS, registry=registry)
         self.last_good = Gauge("monitor_last_successful_tick_timestamp_seconds",
@@ -153,7 +161,7 @@ class TickMetrics:
                                             "that failed.", registry=registry)
         self._per_host = (self.polled, self.fetched, self.applied, self.rows, self.new,
                           self.unplugged, self.deleted, self.foreign, self.conflicts,
-                          self.vanished, self.last_good)
+                          self.vanished, self.resyncs, self.reconnects, self.last_good)
 
     def observe(self, summary: TickSummary) -> None:
         """Count one tick: ``TickContext.on_tick``."""
@@ -167,10 +175,13 @@ class TickMetrics:
                                (self.deleted, summary.deleted),
                                (self.foreign, summary.foreign),
                                (self.conflicts, summary.conflicts),
-                               (self.vanished, summary.vanished)):
+                               (self.vanished, summary.vanished),
+                               (self.resyncs, summary.resyncs),
+                               (self.reconnects, summary.reconnects)):
             counter.labels(host).inc(value)
         for labelled, counts in ((self.matched, summary.rules), (self.skipped, summary.skipped),
-                                 (self.errors, summary.errors)):
+                                 (self.errors, summary.errors), (self.xml_reads, summary.read),
+                                 (self.events, summary.events)):
             for label, count in counts.items():
                 labelled.labels(host, label).inc(count)
         if summary.completed:

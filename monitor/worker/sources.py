@@ -14,8 +14,12 @@ def build_source(host: HostSettings, limits: Limits | None = None) -> HostSource
     if host.fixture:
         return LoopingReplaySource(read_fixture(host.fixture), host.name, limits or Limits())
     try:
+        from monitor.hosts.libvirt_events import start_event_loop
         from monitor.hosts.libvirt_source import LibvirtHostSource
     except ImportError:
         raise UsageError(f"host {host.name}: libvirt-python is not installed "
                          "(pip install 'monitor[libvirt]')") from None
+    # libvirt's event loop runs before any connection opens (sources open theirs on
+    # their first poll): docs/worker.md, "When a VM's XML is read".
+    start_event_loop()
     return LibvirtHostSource(host.uri, host.name)
