@@ -129,6 +129,31 @@ def test_table_names_every_figure(capsys):
         assert label in out
 
 
+@pytest.mark.libvirt
+def test_libvirt_source_poll_smoke_run(capsys, libvirt_module):
+    code = main(["bench", "--source", "libvirt-test", "--vms", "40", "--runs", "2", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    result = json.loads(captured.out)
+    assert (result["source"], result["vms"], result["runs"]) == ("libvirt-test", 40, 2)
+    assert result["steady_xml_read"] == 0  # a steady poll reads no XML
+    assert result["resync_xml_read"] == 2 * 40  # a resync poll reads every VM, each round
+    assert 8000 <= result["xml_bytes"] / 40 <= 10_000
+    for key in ("floor_parse_s", "steady_poll_s", "resync_poll_s",
+                "steady_poll_per_vm_ratio", "resync_poll_per_vm_ratio"):
+        assert result[key] > 0, key
+
+
+@pytest.mark.libvirt
+def test_libvirt_source_poll_table_and_no_database(capsys, libvirt_module):
+    assert main(["bench", "--source", "libvirt-test", "--vms", "5", "--runs", "1"]) == 0
+    out = capsys.readouterr().out
+    for label in ("lxml parse", "steady poll", "resync poll", "<= 0.2"):
+        assert label in out
+    assert main(["bench", "--source", "libvirt-test", "--db", "sqlite://"]) == 2
+    assert "uses no database" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("a, b", [
     pytest.param({}, {}, id="both-empty"),
     pytest.param({"type": "pci"}, {}, id="one-empty"),

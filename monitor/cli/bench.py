@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from monitor.cli.options import add_json_option, print_json
+from monitor.errors import UsageError
 
 DESCRIPTION = """\
 Build a synthetic fleet (Q35 VMs from the run-VM builder, made live as libvirt returns
@@ -23,6 +25,7 @@ examples:
   monitor bench                          10,000 VMs on 100 hosts, temporary SQLite file
   monitor bench --vms 200 --hosts 4      a quick look
   monitor bench --db postgresql://postgres@127.0.0.1:5432/scratch --json
+  monitor bench --source libvirt-test    the libvirt source's poll (steady, resync)
 
 Without --db the benchmark uses a temporary SQLite file, removed afterwards; never
 your database. A --db must be an empty database (the benchmark fills it and leaves it
@@ -48,11 +51,28 @@ def register(subparsers) -> None:
                         help="rounds; each figure is their median (default 3)")
     parser.add_argument("--db", metavar="URL",
                         help="an EMPTY database to use (default: a temporary SQLite file)")
+    parser.add_argument("--source", choices=("memory", "libvirt-test"), default="memory",
+                        help="memory (default): the engine's tick on hosts held in memory; "
+                        "libvirt-test: the libvirt source's poll, steady and resync, on "
+                        "--vms domains of libvirt's test driver (no database)")
     add_json_option(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.source == "libvirt-test":
+        result, render = measure_libvirt_poll(args), render_poll_table
+    else:
+        result, render = measure_ticks(args), render_table
+    if args.json:
+        print_json(result)
+    else:
+        print(render(result))
+    return 0
+
+
+def measure_ticks(args: argparse.Namespace) -> dict[str, Any]:
+    """The default: the engine's tick on hosts held in memory (bench/runner.py)."""
     import tempfile
 
     from monitor.bench.runner import BenchOptions, run_bench
@@ -62,25 +82,39 @@ def run(args: argparse.Namespace) -> int:
     options = BenchOptions(vms=args.vms, hosts=args.hosts, changed_pct=args.changed,
                            runs=args.runs)
     options.check()
-    progress = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
     with tempfile.TemporaryDirectory(prefix="monitor-bench-") as scratch:
         # Settings built here, not from the config file or MONITOR_DB_URL: without
         # --db the benchmark must never touch the user's database.
         settings = Settings(db_url=args.db or f"sqlite:///{scratch}/bench.db")
         with open_store(settings) as store:
             context = tick_context(store, settings)
-            if progress is None:
-                result = run_bench(context, options)
-            else:
-                try:
-                    result = run_bench(context, options, progress.update)
-                finally:
-                    progress.clear()
-    if args.json:
-        print_json(result)
-    else:
-        print(render_table(result))
-    return 0
+            return with_progress(lambda progress: run_bench(context, options, progress))
+
+
+def measure_libvirt_poll(args: argparse.Namespace) -> dict[str, Any]:
+    """``--source libvirt-test``: the poll of the libvirt source (bench/libvirt_poll.py)."""
+    from monitor.bench.runner import BenchOptions
+
+    if args.db:
+        raise UsageError("--db: the libvirt-test benchmark uses no database")
+    BenchOptions(vms=args.vms, hosts=1, runs=args.runs).check()
+    try:
+        from monitor.bench.libvirt_poll import run_poll_bench
+    except ImportError:
+        raise UsageError("--source libvirt-test needs libvirt-python "
+                         "(pip install 'monitor[libvirt]')") from None
+    return with_progress(lambda progress: run_poll_bench(args.vms, args.runs, progress))
+
+
+def with_progress(work: Callable[[Callable[[str, int, int], None]], dict[str, Any]]):
+    """``work(progress)``, with a progress bar on a terminal's stderr."""
+    if not sys.stderr.isatty():
+        return work(lambda phase, done, total: None)
+    bar = ProgressBar(sys.stderr)
+    try:
+        return work(bar.update)
+    finally:
+        bar.clear()
 
 
 class ProgressBar:
@@ -111,6 +145,9 @@ class Target(NamedTuple):
 
     def holds(self, result: dict[str, Any]) -> bool:
         return result[self.key] <= self.limit
+
+
+POLL_TARGET = 0.2  # steady poll per VM / lxml parse floor per VM, --source libvirt-test
 
 
 def targets(result: dict[str, Any]) -> dict[str, Target]:
@@ -166,3 +203,24 @@ def render_table(result: dict[str, Any]) -> str:
 def _line(label: str, seconds: float | None, ratio: str, target: str) -> str:
     shown = f"{seconds:9.3f}" if seconds is not None else " " * 9
     return f"{label:<26}{shown}  {ratio:<22}{target}".rstrip()
+
+
+def render_poll_table(result: dict[str, Any]) -> str:
+    """The table of ``--source libvirt-test`` (docs/performance.md)."""
+    ratio = result["steady_poll_per_vm_ratio"]
+    verdict = "ok" if ratio <= POLL_TARGET else "MISSED"
+    lines = [
+        f"monitor bench --source libvirt-test: {result['vms']} domains on libvirt's test "
+        f"driver, {result['xml_bytes'] / 1e6:.1f} MB of XML, median of {result['runs']} runs",
+        "",
+        f"{'':<26}{'seconds':>9}  {'per VM, x floor':<22}target",
+        f"{'lxml parse (the floor)':<26}{result['floor_parse_s']:9.3f}  1",
+        f"{'steady poll':<26}{result['steady_poll_s']:9.3f}  {ratio:<22.4f}"
+        f"<= {POLL_TARGET:g}  {verdict}",
+        f"{'resync poll':<26}{result['resync_poll_s']:9.3f}  "
+        f"{result['resync_poll_per_vm_ratio']:.4f}",
+        "",
+        f"XML read: {result['steady_xml_read']} by the steady polls, "
+        f"{result['resync_xml_read']} by the resync polls (all rounds)",
+    ]
+    return "\n".join(lines)
