@@ -109,6 +109,8 @@ class WorkerSettings(Section):
     metrics_allow_remote: bool = False
     health_stale: float = Field(120.0, gt=0, le=DAY_S)
     stall_warn: float = Field(30.0, gt=0, le=DAY_S)  # log a tick running this long
+    # Every libvirt VM's XML read again this often (docs/worker.md, "Libvirt hosts").
+    resync_interval: float = Field(300.0, gt=0, le=DAY_S)
     # Host leases (monitor run, docs/operations.md "Many workers"); None: 3 intervals,
     # at least MIN_LEASE_TTL_S (``lease_ttl_for``). Shorter would be lost while all is
     # well: a renewal may wait for the database (an SQLite write lock, a busy server).
@@ -129,11 +131,15 @@ class HostSettings(Section):
     name: Annotated[str, AfterValidator(_checked_host_name)]
     uri: str | None = None  # a libvirt URI
     fixture: str | None = None  # a recorded fixture directory, played in a loop
+    resync_interval: float | None = Field(None, gt=0, le=DAY_S)  # [worker]'s when absent
 
     @model_validator(mode="after")
     def _one_source(self) -> HostSettings:
         if (self.uri is None) == (self.fixture is None):
             raise ValueError(f"host {self.name}: give uri or fixture (exactly one)")
+        if self.fixture is not None and self.resync_interval is not None:
+            raise ValueError(f"host {self.name}: resync_interval is for a libvirt host (uri), "
+                             "not a fixture")
         return self
 
 

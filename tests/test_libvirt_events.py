@@ -252,6 +252,26 @@ def test_changes_made_through_the_source_are_read_without_waiting(node):
     assert source.take_counts().reads["event"] == 1
 
 
+def test_two_sources_on_one_connection_both_get_the_events(node, libvirt_module):
+    """libvirt takes one callback per event type per connection: the sources share it."""
+    from monitor.hosts.libvirt_source import LibvirtHostSource
+
+    source, connection, _ = node
+    other = LibvirtHostSource(source.uri, "other", connection=connection)
+    other.poll()
+    other.take_counts()
+    connection.lookupByUUIDString(RUNNING[0]).destroy()
+    connection.wait_for_lifecycle(RUNNING[0], libvirt_module.VIR_DOMAIN_EVENT_STOPPED)
+    for each in (source, other):
+        each.poll()
+        assert reads(each.take_counts()) == {"event": 1}
+    other.close()  # the other source's handlers go; the first one's stay
+    connection.lookupByUUIDString(RUNNING[0]).create()
+    connection.wait_for_lifecycle(RUNNING[0], libvirt_module.VIR_DOMAIN_EVENT_STARTED)
+    source.poll()
+    assert reads(source.take_counts()) == {"event": 1}
+
+
 @pytest.fixture
 def connections(libvirt_module):
     opener = Connections(libvirt_module)

@@ -72,6 +72,17 @@ def write(tmp_path, text: str) -> str:
                  "[limits] max_depth: must be at most 255, got 1000000", id="depth-huge"),
     pytest.param("[limits]\nmax_devices = 0\n",
                  "[limits] max_devices: must be at least 1, got 0", id="devices-zero"),
+    pytest.param("[worker]\nresync_interval = 0\n",
+                 "[worker] resync_interval: must be more than 0, got 0", id="resync-zero"),
+    pytest.param("[worker]\nresync_interval = 100000\n",
+                 "[worker] resync_interval: must be at most 86400, got 100000",
+                 id="resync-over-a-day"),
+    pytest.param(HOST + "resync_interval = -1\n",
+                 "[[hosts]] #1 resync_interval: must be more than 0, got -1",
+                 id="host-resync-negative"),
+    pytest.param('[[hosts]]\nname = "h"\nfixture = "f"\nresync_interval = 60\n',
+                 "[[hosts]] #1: host h: resync_interval is for a libvirt host (uri)",
+                 id="fixture-resync"),
     pytest.param('[worker]\nmetrics_address = "127.0.0.1:²"\n',
                  "[worker] metrics_address: '127.0.0.1:²': expected HOST:PORT", id="port-digit"),
     pytest.param('[worker]\nmetrics_address = "127.0.0.1"\n',
@@ -184,3 +195,20 @@ def test_start_without_a_known_host_needs_its_name(uri, hosts, path, message):
     with pytest.raises(UsageError) as raised:
         host_name_for(uri, None, hosts, path)
     assert str(raised.value).startswith(message)
+
+
+@pytest.mark.libvirt
+def test_a_host_resyncs_at_its_own_interval_else_the_workers(tmp_path, libvirt_module):
+    from monitor.worker.sources import build_source
+
+    path = write(tmp_path, "[worker]\nresync_interval = 120\n" + HOST
+                 + '[[hosts]]\nname = "host2"\nuri = "test:///default"\n'
+                 "resync_interval = 30.5\n")
+    settings = load_settings(config=path)
+    assert WorkerSettings().resync_interval == 300.0  # the default
+    sources = [build_source(host, worker=settings.worker) for host in settings.hosts]
+    try:
+        assert [s.resync_interval_s for s in sources] == [120.0, 30.5]
+    finally:
+        for source in sources:
+            source.close()

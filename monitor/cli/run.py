@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                       for h in fixture.hosts)
         interval = args.interval or 1.0
     output = sys.stderr if args.emit_dicts == "-" else sys.stdout
-    sources = [build_source(host, settings.limits) for host in hosts]
+    sources = [build_source(host, settings.limits, settings.worker) for host in hosts]
     metrics = _metrics(args.metrics or settings.worker.metrics_address,
                        [s.name for s in sources], settings.worker)
     with open_store(settings) as store, emit_dicts(args.emit_dicts) as emitters, \

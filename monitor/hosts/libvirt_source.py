@@ -52,6 +52,7 @@ from monitor.hosts.libvirt_events import Subscription, start_event_loop
 from monitor.hosts.source import PollCounts, VmReport
 from monitor.hosts.xml_cache import Document, XmlCache
 from monitor.logfields import fields
+from monitor.settings import WorkerSettings
 
 log = logging.getLogger("monitor.hosts")
 
@@ -92,7 +93,7 @@ def _quiet_libvirt() -> None:
         _ERROR_HANDLER_SET = True
 
 
-DEFAULT_RESYNC_INTERVAL_S = 300.0
+DEFAULT_RESYNC_INTERVAL_S = WorkerSettings().resync_interval
 KEEPALIVE_INTERVAL_S = 5  # a keepalive every 5 s; 3 unanswered ones close the connection
 KEEPALIVE_COUNT = 3
 
@@ -120,6 +121,10 @@ class LibvirtHostSource:
         self._guard = threading.RLock()  # a tick's poll against close() from another thread
         self._connects = 0
         self._reconnects = 0
+
+    @property
+    def resync_interval_s(self) -> float:
+        return self._cache.resync_interval_s
 
     def poll(self) -> dict[str, VmReport]:
         with self._guard:

@@ -6,11 +6,13 @@ from monitor.errors import UsageError
 from monitor.hosts.fixture import read_fixture
 from monitor.hosts.replay import LoopingReplaySource
 from monitor.hosts.source import HostSource
-from monitor.settings import HostSettings, Limits
+from monitor.settings import HostSettings, Limits, WorkerSettings
 
 
-def build_source(host: HostSettings, limits: Limits | None = None) -> HostSource:
-    """The host's source; its name is already checked (``HostSettings``)."""
+def build_source(host: HostSettings, limits: Limits | None = None,
+                 worker: WorkerSettings | None = None) -> HostSource:
+    """The host's source; its name is already checked (``HostSettings``). ``worker``
+    gives the defaults a host may override (``resync_interval``)."""
     if host.fixture:
         return LoopingReplaySource(read_fixture(host.fixture), host.name, limits or Limits())
     try:
@@ -20,6 +22,8 @@ def build_source(host: HostSettings, limits: Limits | None = None) -> HostSource
         raise UsageError(f"host {host.name}: libvirt-python is not installed "
                          "(pip install 'monitor[libvirt]')") from None
     # libvirt's event loop runs before any connection opens (sources open theirs on
-    # their first poll): docs/worker.md, "When a VM's XML is read".
+    # their first poll): docs/worker.md, "Libvirt hosts".
     start_event_loop()
-    return LibvirtHostSource(host.uri, host.name)
+    worker = worker or WorkerSettings()
+    return LibvirtHostSource(host.uri, host.name,
+                             resync_interval_s=host.resync_interval or worker.resync_interval)
