@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+from recording_connection import RecordingConnection
 from test_libvirt_source import PAUSED, RUNNING, SHUT_OFF, domain_xml, node_xml
 
 from monitor.domxml.canonical import devices_digest
@@ -36,60 +37,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class RecordingConnection:
-    """A real connection that records what the source asks of it beyond the plain calls
-    (keepalive, the close callback), and tells the test when the source's domain-event
-    callbacks have run.
-
-    libvirt refuses a second callback for the same event on one connection, so a test
-    cannot register its own beside the source's; it waits on the source's instead.
-    """
-
-    def __init__(self, libvirt, real) -> None:
-        self._libvirt = libvirt
-        self._real = real
-        self.keepalive: tuple[int, int] | None = None
-        self.close_callback = None
-        self.handled: list[tuple[int, str, tuple]] = []  # (event id, VM, event arguments)
-        self._changed = threading.Condition()
-
-    def __getattr__(self, name):
-        return getattr(self._real, name)
-
-    def setKeepAlive(self, interval, count):  # noqa: N802 (libvirt's spelling)
-        self.keepalive = (interval, count)
-
-    def registerCloseCallback(self, callback, opaque):  # noqa: N802
-        self.close_callback = callback
-        return self._real.registerCloseCallback(callback, opaque)
-
-    def domainEventRegisterAny(self, domain, event_id, callback, opaque):  # noqa: N802
-        def handled(connection, event_domain, *rest):
-            callback(connection, event_domain, *rest)
-            with self._changed:
-                self.handled.append((event_id, event_domain.UUIDString().lower(), rest[:-1]))
-                self._changed.notify_all()
-        return self._real.domainEventRegisterAny(domain, event_id, handled, opaque)
-
-    def wait_for_lifecycle(self, vm_id: str, event: int, timeout_s: float = 10.0) -> None:
-        """Until the source's callback has handled that lifecycle event of that VM."""
-        wanted = self._libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE
-
-        def arrived() -> bool:
-            return any(event_id == wanted and vm == vm_id and args[0] == event
-                       for event_id, vm, args in self.handled)
-
-        with self._changed:
-            assert self._changed.wait_for(arrived, timeout_s), (
-                f"no lifecycle event {event} for {vm_id} within {timeout_s}s")
-
-    def close_quietly(self) -> None:
-        try:
-            self._real.close()
-        except self._libvirt.libvirtError:
-            pass  # closed already by the test or the source
 
 
 class Connections:
