@@ -175,7 +175,7 @@ def render_table(result: dict[str, Any]) -> str:
     lines = [
         f"monitor bench: {result['vms']} VMs on {result['hosts']} hosts, "
         f"{result['devices']} devices, {mb:.1f} MB of XML, {result['db']}, "
-        "one run" if result["runs"] == 1 else f"median of {result['runs']} runs",
+        f"{rounds_text(result['runs'])}",
         "",
         f"{'':<26}{'seconds':>9}  {'ratio':<22}target",
         _line("lxml parse (the floor)", result["floor_parse_s"], "1", ""),
@@ -200,6 +200,10 @@ def render_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def rounds_text(runs: int) -> str:
+    return "one run" if runs == 1 else f"median of {runs} runs"
+
+
 def _line(label: str, seconds: float | None, ratio: str, target: str) -> str:
     shown = f"{seconds:9.3f}" if seconds is not None else " " * 9
     return f"{label:<26}{shown}  {ratio:<22}{target}".rstrip()
@@ -211,7 +215,7 @@ def render_poll_table(result: dict[str, Any]) -> str:
     verdict = "ok" if ratio <= POLL_TARGET else "MISSED"
     lines = [
         f"monitor bench --source libvirt-test: {result['vms']} domains on libvirt's test "
-        f"driver, {result['xml_bytes'] / 1e6:.1f} MB of XML, median of {result['runs']} runs",
+        f"driver, {result['xml_bytes'] / 1e6:.1f} MB of XML, {rounds_text(result['runs'])}",
         "",
         f"{'':<26}{'seconds':>9}  {'per VM, x floor':<22}target",
         f"{'lxml parse (the floor)':<26}{result['floor_parse_s']:9.3f}  1",
