@@ -15,7 +15,7 @@ What tests use: ``uri``; ``vm_name(suffix)`` (the names the finalizer sweeps);
 ``nic_source()`` (the default network when it runs, else user networking);
 ``attach``/``detach`` of a device XML; ``change_media``; ``wait_removed``, which waits for libvirt's
 device-removed event with a deadline (unplug under TCG is asynchronous);
-``wait_console`` for the guest's ready line; ``restart_daemon``.
+``wait_console`` for the guest's ready line; ``daemon_stopped`` and ``restart_daemon``.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ from pathlib import Path
 from lxml import etree
 
 from qemu_guest import READY_LINE, GuestBoot, guest_boot
+
+from monitor.hosts.libvirt_events import start_event_loop
 
 URI = "qemu:///system"
 LIBVIRTD, VIRTLOGD = Path("/usr/sbin/libvirtd"), Path("/usr/sbin/virtlogd")
@@ -194,7 +196,7 @@ class DeviceEvents:
         self._removed: list[tuple[str, str]] = []  # (vm id, alias)
         self._changed = threading.Condition()
         self._connection = None
-        _start_event_loop(libvirt)
+        start_event_loop()  # the process's one loop (conftest started it already)
         self.connect()
 
     def connect(self) -> None:
@@ -228,26 +230,6 @@ class DeviceEvents:
             except self._libvirt.libvirtError:
                 pass  # a connection the daemon's restart already broke
             self._connection = None
-
-
-_EVENT_LOOP_LOCK = threading.Lock()
-_EVENT_LOOP_STARTED = False
-
-
-def _start_event_loop(libvirt) -> None:
-    """libvirt's default event loop, once per process, in a daemon thread."""
-    global _EVENT_LOOP_STARTED
-    with _EVENT_LOOP_LOCK:
-        if _EVENT_LOOP_STARTED:
-            return
-        libvirt.virEventRegisterDefaultImpl()
-
-        def run() -> None:
-            while True:
-                libvirt.virEventRunDefaultImpl()
-
-        threading.Thread(target=run, name="libvirt-events", daemon=True).start()
-        _EVENT_LOOP_STARTED = True
 
 
 class QemuHost:
@@ -295,9 +277,11 @@ class QemuHost:
         except TimeoutError as error:
             raise QemuUnavailable(str(error)) from None
 
-    def restart_daemon(self) -> None:
-        """Stop and start libvirtd (QEMU's processes go on); reconnect what this holds.
-        Only a libvirtd that a test run started, and that no other run uses."""
+    @contextlib.contextmanager
+    def daemon_stopped(self):
+        """libvirtd stopped for the block (QEMU's processes go on), then started again and
+        what this holds reconnected. Only a libvirtd that a test run started, and that no
+        other run uses; no run joins while it is down."""
         with self._shared.setup() as state:
             pid = state.get("started", {}).get("libvirtd")
             if pid is None or pid != _running_pid("libvirtd"):
@@ -305,9 +289,17 @@ class QemuHost:
             if not self._shared.alone():
                 raise QemuUnavailable("another test run uses this libvirtd")
             _stop_daemon("libvirtd", pid)
-            state["started"]["libvirtd"] = _start_daemon("libvirtd", LIBVIRTD)
-            self.connection = self._connect()
+            try:
+                yield
+            finally:
+                state["started"]["libvirtd"] = _start_daemon("libvirtd", LIBVIRTD)
+                self.connection = self._connect()
         self.events.connect()
+
+    def restart_daemon(self) -> None:
+        """Stop and start libvirtd at once (``daemon_stopped``)."""
+        with self.daemon_stopped():
+            pass
 
     def _start_network(self, state: dict) -> None:
         """The default network if it runs or starts; else NICs use user networking."""
