@@ -112,6 +112,11 @@ def commands(block: Block) -> list[str]:
     return lines
 
 
+def uses_libvirt(argv: list[str]) -> bool:
+    """``monitor bench --source libvirt-test`` runs libvirt's test driver."""
+    return "libvirt-test" in argv
+
+
 def argv_of(line: str, table: dict[str, str], url: str, fresh_url) -> list[str]:
     words = [table.get(word, word) for word in shlex.split(line)[1:]]
     verb = words[0]
@@ -123,8 +128,8 @@ def argv_of(line: str, table: dict[str, str], url: str, fresh_url) -> list[str]:
     for option in ADDED.get(verb, ()):
         if option not in words:
             words += [option, SMALL[option]]
-    if verb == "bench" and "--db" not in words:
-        words += ["--db", fresh_url()]
+    if verb == "bench" and "--db" not in words and not uses_libvirt(words):
+        words += ["--db", fresh_url()]  # (the libvirt-test benchmark uses no database)
     return words
 
 
@@ -138,7 +143,7 @@ def test_command_blocks_run(block, tmp_path, monkeypatch, capsys, request):
     table = placeholders(tmp_path, url)
     for line in commands(block):
         argv = argv_of(line, table, url, lambda: f"sqlite:///{tmp_path / f'e{next(fresh)}.db'}")
-        if argv[0] in NEEDS_LIBVIRT:
+        if argv[0] in NEEDS_LIBVIRT or uses_libvirt(argv):
             request.getfixturevalue("libvirt_module")
         code = main(argv)
         captured = capsys.readouterr()
