@@ -194,9 +194,6 @@ class _FakeDomain:
     def __init__(self, uuid: str, xml: str) -> None:
         self.uuid, self.xml = uuid, xml
 
-    def state(self):
-        return [1, 0]  # running
-
     def XMLDesc(self, flags):
         return self.xml
 
@@ -205,11 +202,25 @@ class _FakeDomain:
 
 
 class _FakeConnection:
+    """What the source asks of a connection: the bulk states, and its callbacks."""
+
     def __init__(self, domains) -> None:
         self.domains = domains
 
-    def listAllDomains(self, flags):
-        return self.domains
+    def getAllDomainStats(self, stats):  # noqa: N802 (libvirt's spelling)
+        return [(domain, {"state.state": 1}) for domain in self.domains]  # running
+
+    def domainEventRegisterAny(self, domain, event_id, callback, opaque):  # noqa: N802
+        return event_id
+
+    def domainEventDeregisterAny(self, callback_id):  # noqa: N802
+        pass
+
+    def registerCloseCallback(self, callback, opaque):  # noqa: N802
+        pass
+
+    def unregisterCloseCallback(self):  # noqa: N802
+        pass
 
 
 def test_a_domain_whose_xml_cannot_be_digested_is_reported_by_its_raw_bytes(

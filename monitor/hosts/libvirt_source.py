@@ -141,6 +141,9 @@ class LibvirtHostSource:
                 self._drop()  # an owned connection is opened afresh next tick
                 self._cache.resync_soon()
                 raise host_error(self.name, "polling", error, HostUnreachable) from None
+            except BaseException:
+                self._cache.resync_soon()  # the dirty VMs this poll took are read again
+                raise
             self._cache.settle(plan, states, read)
             reports: dict[str, VmReport] = {}
             for vm_id, (_domain, status) in states.items():
