@@ -17,7 +17,7 @@ import threading
 
 import pytest
 from recording_connection import RecordingConnection
-from test_libvirt_source import PAUSED, RUNNING, SHUT_OFF, domain_xml, node_xml
+from testdriver_node import PAUSED, RUNNING, SHUT_OFF, domain_xml, node_xml
 
 from monitor.domxml.canonical import devices_digest
 from monitor.errors import HostUnreachable

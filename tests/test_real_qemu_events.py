@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 from conftest import missing
+from qemu_operator import HOST, GuestVm, Operator, nic_xml
 from recording_connection import RecordingConnection
-from test_real_qemu import HOST, GuestVm, nic_xml
 
 from monitor.store import Store
 from monitor.tick.host_tick import TickContext, run_tick
@@ -86,8 +86,6 @@ def started_guests(operator, qemu_host, *names: str) -> list[GuestVm]:
 
 @pytest.fixture
 def operator(tmp_path, qemu_host, capsys, watched):
-    from test_real_qemu import Operator
-
     operator = Operator(tmp_path, qemu_host, capsys)
     assert operator.db == f"sqlite:///{tmp_path / 'monitor.db'}"  # the watched source's DB
     return operator
