@@ -50,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"--out {out}: the folder is not empty")
-    source = build_source(host_settings(name=args.host_name, uri=args.host))
+    # Every tick reads every VM's XML (a full resync each poll): a recording shows what
+    # libvirt says at each tick, whether or not an event announced the change.
+    source = build_source(host_settings(name=args.host_name, uri=args.host),
+                          resync_interval_s=0)
     with open_store(settings_from(args)) as store:
         try:
             summary = record(source, FixtureWriter(out), ticks=args.ticks,

@@ -10,7 +10,7 @@ read"):
 * a domain a domain event named since the last poll is read (``event``);
 * every domain is read on a full resync (``resync``): on the first poll after a
   (re)connect or a failed poll, and once ``resync_interval_s`` has passed on the
-  monotonic clock since the last one;
+  monotonic clock since the last one (0: every poll, as ``monitor record`` wants);
 * any other domain reports the digest of the XML read last time, with no read.
 
 A read counts under the first reason that applies, in that order. The dirty set is
@@ -67,8 +67,8 @@ class XmlCache:
 
     def __init__(self, resync_interval_s: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if resync_interval_s <= 0:
-            raise ValueError(f"resync interval {resync_interval_s!r}: must be positive")
+        if resync_interval_s < 0:
+            raise ValueError(f"resync interval {resync_interval_s!r}: must not be negative")
         self.resync_interval_s = resync_interval_s
         self._clock = clock
         self._lock = threading.Lock()

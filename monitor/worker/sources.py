@@ -10,9 +10,11 @@ from monitor.settings import HostSettings, Limits, WorkerSettings
 
 
 def build_source(host: HostSettings, limits: Limits | None = None,
-                 worker: WorkerSettings | None = None) -> HostSource:
+                 worker: WorkerSettings | None = None, *,
+                 resync_interval_s: float | None = None) -> HostSource:
     """The host's source; its name is already checked (``HostSettings``). ``worker``
-    gives the defaults a host may override (``resync_interval``)."""
+    gives the defaults a host may override (``resync_interval``); ``resync_interval_s``
+    overrides both (``monitor record``: 0, every poll reads every VM)."""
     if host.fixture:
         return LoopingReplaySource(read_fixture(host.fixture), host.name, limits or Limits())
     try:
@@ -24,6 +26,6 @@ def build_source(host: HostSettings, limits: Limits | None = None,
     # libvirt's event loop runs before any connection opens (sources open theirs on
     # their first poll): docs/worker.md, "Libvirt hosts".
     start_event_loop()
-    worker = worker or WorkerSettings()
-    return LibvirtHostSource(host.uri, host.name,
-                             resync_interval_s=host.resync_interval or worker.resync_interval)
+    if resync_interval_s is None:
+        resync_interval_s = host.resync_interval or (worker or WorkerSettings()).resync_interval
+    return LibvirtHostSource(host.uri, host.name, resync_interval_s=resync_interval_s)
