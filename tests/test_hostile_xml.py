@@ -14,6 +14,7 @@ from monitor.cli import main
 from monitor.domxml.canonical import devices_digest
 from monitor.domxml.parser import parse_domain
 from monitor.errors import XmlError
+from monitor.settings import Limits
 
 SECRET = "s3cr3t-do-not-leak"
 
@@ -194,3 +195,14 @@ def test_cli_devices_on_a_directory(tmp_path, capsys):
     assert code != 0
     assert captured.err.count("\n") == 1
     assert "directory" in captured.err
+
+
+@pytest.mark.parametrize("elements", [1, 2, 7, 100])
+def test_the_densest_document_over_the_element_limit_is_refused(elements):
+    """The count is skipped only for documents too short to exceed the limit; the densest
+    markup (``<a/>`` per element) one element over it is still counted and refused."""
+    data = ("<domain>" + "<a/>" * elements + "</domain>").encode()
+    limits = Limits(max_elements=elements)  # one element fewer than the document holds
+    with pytest.raises(XmlError, match=f"{elements + 1} elements, over the limit of {elements}"):
+        parse_domain(data, limits=limits)
+    assert parse_domain(data, limits=Limits(max_elements=elements + 1)).devices == ()

@@ -323,7 +323,7 @@ def test_derived_id_skips_ids_of_rows_already_decided():
 
 
 def test_alias_rules_never_read_natural_keys():
-    def explode():
+    def explode(source):
         raise AssertionError("natural keys read for a device matched by its alias")
 
     devices = [ReportedDevice("disk", "disk", "disk", Alias.parse("ua-" + uid(1)), Address(), 0,

@@ -8,8 +8,6 @@ loader the kinds table compiles for the element's kind (``domxml/vocabulary.py``
 
 from __future__ import annotations
 
-from functools import partial
-
 from lxml import etree
 
 from monitor.domxml.attributes import NARROW, attributes
@@ -40,7 +38,7 @@ def read_device(element, position: int, limits: Limits = DEFAULT_LIMITS) -> Repo
     read = READERS_BY_TAG.get(tag)
     if read is not None:
         reader, device = read(element)
-        type_, loader = reader.type, partial(reader.keys, element)
+        type_, loader = reader.type, reader.keys
     else:
         type_ = device = tag
         loader = None
@@ -68,7 +66,7 @@ def read_device(element, position: int, limits: Limits = DEFAULT_LIMITS) -> Repo
             address = Address(pairs)
     if len(type_) > max_value or len(device) > max_value:
         raise _unstorable(tag, position, "type", max(len(type_), len(device)), max_value)
-    return ReportedDevice(tag, type_, device, alias, address, position, None, loader)
+    return ReportedDevice(tag, type_, device, alias, address, position, None, loader, element)
 
 
 def _unstorable(tag: str, position: int, what: str, length: int, max_value: int) -> XmlError:
@@ -77,9 +75,11 @@ def _unstorable(tag: str, position: int, what: str, length: int, max_value: int)
                     f"over the limit of {max_value} (max_value_chars)")
 
 
-# Aliases repeat on every poll of a VM (and libvirt's across VMs: net0, virtio-disk0),
-# and an Alias is immutable: parse each name once. Bounded, so a stream of distinct
-# names cannot grow it without limit.
+# libvirt's aliases repeat on every poll of every VM (net0, virtio-disk0, pci.1) and an
+# Alias is immutable: parse each such name once. A ``ua-`` alias names one device of
+# one VM: a fleet has more of them than any bounded memory holds (10,000 VMs, 200,000
+# names), so caching them would only churn; they are parsed each time (a regex match).
+# Bounded, so a stream of distinct names cannot grow it without limit.
 _aliases_by_name: dict[str, Alias] = {}
 _MAX_REMEMBERED_ALIASES = 65536
 
@@ -88,7 +88,8 @@ def parse_alias(name: str | None) -> Alias:
     alias = _aliases_by_name.get(name)  # type: ignore[arg-type]
     if alias is None:
         alias = Alias.parse(name)
-        if len(_aliases_by_name) >= _MAX_REMEMBERED_ALIASES:
-            _aliases_by_name.clear()
-        _aliases_by_name[name] = alias  # type: ignore[index]
+        if alias.user_uuid is None:
+            if len(_aliases_by_name) >= _MAX_REMEMBERED_ALIASES:
+                _aliases_by_name.clear()
+            _aliases_by_name[name] = alias  # type: ignore[index]
     return alias

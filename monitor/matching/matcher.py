@@ -111,23 +111,30 @@ Selection = dict[ReportedDevice, tuple[Hashable, list[DeviceRow]]]
 
 
 def _select_equal(step: Step, key_of, devices, rows, note: Note) -> Selection:
-    keyed = [(device, key_of(device)) for device in devices]
-    if note:
-        for device, key in keyed:
-            if key is None:
-                note(device, Outcome.NO_KEY, _NO_KEY.get(step.rule, "no key"))
-    keyed = [(device, key) for device, key in keyed if key is not None]
+    keyed = []
+    for device in devices:
+        key = key_of(device)
+        if key is not None:
+            keyed.append((device, key))
+        elif note:
+            note(device, Outcome.NO_KEY, _NO_KEY.get(step.rule, "no key"))
     if not keyed:
-        return {}
-    rows_by_key: dict[Hashable, list[DeviceRow]] = defaultdict(list)
+        return {}  # no row key computed
+    rows_by_key: dict[Hashable, list[DeviceRow]] = {}
+    row_key = step.row_key
     for row in rows:
-        row_key = step.row_key(row)
-        if row_key is not None:
-            rows_by_key[row_key].append(row)
+        key = row_key(row)
+        if key is not None:
+            same = rows_by_key.get(key)
+            if same is None:
+                rows_by_key[key] = [row]
+            else:
+                same.append(row)
     selection: Selection = {}
+    veto = step.veto
     for device, key in keyed:
         candidates = rows_by_key.get(key)
-        if candidates and step.veto is not None:
+        if candidates and veto is not None:
             candidates = _not_vetoed(step, device, candidates, note)
             if not candidates:
                 continue  # each veto is noted with its reason
@@ -245,18 +252,21 @@ class _Run:
         return {keys.row_id(row) for row in self.all_rows if id(row) not in self.rows}
 
     def _decide(self, step: Step, selection: Selection) -> None:
-        times_selected: dict[int, int] = {}
-        for _, candidates in selection.values():
-            for row in candidates:
-                times_selected[id(row)] = times_selected.get(id(row), 0) + 1
+        """Every selecting device is decided: matched when it selects one row that no
+        other device selects, else in a conflict with everything connected to it."""
+        row_ids = [id(row) for _, candidates in selection.values() for row in candidates]
+        shared: set[int] = set()  # rows more than one device selects (rare)
+        if len(set(row_ids)) != len(row_ids):
+            seen: set[int] = set()
+            for row_id in row_ids:
+                (shared if row_id in seen else seen).add(row_id)
         selectors = None
-        decided: set[ReportedDevice] = set()
+        in_conflict: set[ReportedDevice] = set()
         for device, (key, candidates) in selection.items():
-            if device in decided:
+            if device in in_conflict:
                 continue
-            if len(candidates) == 1 and times_selected[id(candidates[0])] == 1:
+            if len(candidates) == 1 and id(candidates[0]) not in shared:
                 row = candidates[0]
-                decided.add(device)
                 if row.type == device.type:
                     self._matched(device, row, step.rule)
                 else:
@@ -266,9 +276,9 @@ class _Run:
                 continue
             selectors = selectors or _selectors(selection)
             group, group_rows = _component(device, selection, selectors)
-            decided.update(group)
+            in_conflict.update(group)
             self._conflict(step.rule, group, group_rows, _reason(group, group_rows, selection))
-        self._close(decided)
+        self.devices = [d for d in self.devices if d not in selection]
 
     def _matched(self, device: ReportedDevice, row: DeviceRow, rule: Rule) -> None:
         self.matches.append(Match(device, row, rule))
@@ -285,9 +295,6 @@ class _Run:
         if self.trace is not None:
             for device in devices:
                 self.trace[device].append(Attempt(rule, Outcome.CONFLICT, reason))
-
-    def _close(self, decided: set[ReportedDevice]) -> None:
-        self.devices = [d for d in self.devices if d not in decided]
 
     def result(self) -> MatchResult:
         left = sorted(self.devices, key=order_key)

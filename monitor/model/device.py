@@ -14,11 +14,14 @@ class ReportedDevice:
     """One child of a domain's ``<devices>``, whatever its kind.
 
     ``type``/``device`` use oVirt's vocabulary (docs/architecture.md, "Device kinds"); ``position`` is the
-    device's order in the XML. ``keys`` are computed on first use by the loader the
-    parser supplies, so a device matched by its alias never pays for them.
+    device's order in the XML. ``keys`` are computed on first use, by the loader the
+    parser supplies called with the ``source`` it read the device from (its element),
+    so a device matched by its alias never pays for them, and reading a device costs
+    no closure.
     """
 
-    __slots__ = ("tag", "type", "device", "alias", "address", "position", "_keys", "_loader")
+    __slots__ = ("tag", "type", "device", "alias", "address", "position", "_keys", "_loader",
+                 "_source")
 
     def __init__(
         self,
@@ -29,7 +32,8 @@ class ReportedDevice:
         address: Address,
         position: int,
         keys: Any = None,
-        loader: Callable[[], Any] | None = None,
+        loader: Callable[[Any], Any] | None = None,
+        source: Any = None,
     ) -> None:
         self.tag = tag
         self.type = type
@@ -39,6 +43,7 @@ class ReportedDevice:
         self.position = position
         self._keys = keys
         self._loader = loader
+        self._source = source
 
     @property
     def keys(self) -> Any:
@@ -46,8 +51,8 @@ class ReportedDevice:
         NamedTuple of its identity fields, already normalized; ``NO_KEYS`` for a tag
         no kind declares."""
         if self._keys is None:
-            self._keys = self._loader() if self._loader is not None else NO_KEYS
-            self._loader = None
+            self._keys = self._loader(self._source) if self._loader is not None else NO_KEYS
+            self._loader = self._source = None
         return self._keys
 
     def __repr__(self) -> str:

@@ -55,6 +55,16 @@ def normalize_number(text: str | int | None) -> int | str | None:
     """
     if text is None or type(text) is int:
         return text
+    if type(text) is str and len(text) <= MAX_NUMBER_CHARS:
+        # The common cases first, with the same results as below: plain decimal digits
+        # (what int() accepts), and a lower-case 0x prefix.
+        if text.isdecimal():
+            return int(text)
+        if text[:2] == "0x":
+            try:
+                return int(text, 16)
+            except ValueError:
+                pass  # blanks int() does not take, or not a number: the rule below
     if not isinstance(text, str):
         return repr(text)
     stripped = text.strip()

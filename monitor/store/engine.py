@@ -50,6 +50,8 @@ def json_loads(data: str | bytes) -> object:
     anything else falls back to json.loads and its error messages.
     """
     text = data if isinstance(data, str) else bytes(data).decode()
+    if text == "{}":
+        return {}  # most spec_params and custom_properties: no scanner call
     try:
         value, end = _DECODER.scan_once(text, 0)
     except StopIteration:
