@@ -18,7 +18,7 @@ from monitor.settings import default_db_url
 from monitor.store import HashAdvance, Store
 from monitor.store.engine import is_transient, parse_url
 from monitor.store.migrate import head_revision
-from monitor.store.schema import metadata
+from monitor.store.schema import FILLFACTOR, metadata
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -74,6 +74,22 @@ def test_the_migrated_database_matches_schema_py(store, db_url):
         differences = compare_metadata(MigrationContext.configure(connection), metadata)
     engine.dispose()
     assert differences == []
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_the_rewritten_tables_leave_room_for_in_place_updates_on_postgresql(db_url):
+    """docs/performance.md: a full tick's updates stay in their page (fillfactor).
+    A PostgreSQL storage parameter: SQLite has none."""
+    Store.open(db_url).close()
+    engine = sa.create_engine(parse_url(db_url))
+    with engine.connect() as connection:
+        options = dict(connection.execute(sa.text(
+            "SELECT relname, array_to_string(reloptions, ',') FROM pg_class "
+            "WHERE relname IN ('vms', 'vm_devices', 'vm_device_locks') "
+            "AND relnamespace = current_schema()::regnamespace")).all())
+    engine.dispose()
+    assert options == {"vms": f"fillfactor={FILLFACTOR}",
+                       "vm_devices": f"fillfactor={FILLFACTOR}", "vm_device_locks": None}
 
 
 def test_a_second_open_of_an_existing_schema_works(db_url):
