@@ -19,6 +19,7 @@ from monitor.model.rows import DeviceRow
 
 # Kinds whose key a row stores as ``host_device``: the legacy dict carries it as ``hostdev``.
 HOST_DEVICE_TYPES = kinds_with(lambda kind: any(f.stored == "host_device" for f in kind.fields))
+_MATCHED_BY = {rule: rule.value for rule in Rule}  # an Enum's .value is a property call
 
 
 def convert(vm_id: str, parsed: ParsedDomain, rows: Sequence[DeviceRow]) -> ConvertedVm:
@@ -54,7 +55,7 @@ def _legacy(device: ReportedDevice, device_id: str, spec_params: dict[str, Any],
             rule: Rule) -> LegacyDevice:
     legacy = LegacyDevice(deviceId=device_id, type=device.type, device=device.device,
                           address=dict(device.address.attrs), alias=device.alias.name,
-                          specParams=spec_params, matchedBy=rule.value)
+                          specParams=spec_params, matchedBy=_MATCHED_BY[rule])
     if device.type in HOST_DEVICE_TYPES and device.keys.host_address is not None:
         legacy["hostdev"] = device.keys.host_address.node_device_name()
     return legacy

@@ -26,6 +26,7 @@ from monitor.model.rows import DeviceRow
 
 # Managed rows of these types stay as they are when not reported (model/kinds.py).
 NEVER_UNPLUGGED_TYPES = kinds_with(lambda kind: kind.keeps_when_unreported)
+_NEW_UNMANAGED = Rule.NEW_UNMANAGED.value  # read once: an Enum's .value is a property call
 
 
 def decide(converted: ConvertedVm, rows: Sequence[DeviceRow]) -> VmChanges:
@@ -42,7 +43,7 @@ def decide(converted: ConvertedVm, rows: Sequence[DeviceRow]) -> VmChanges:
             update = matched_update(row, legacy, guest_disks.get(device_id))
             if update is not None:
                 updates.append(update)
-        elif legacy["matchedBy"] == Rule.NEW_UNMANAGED.value:
+        elif legacy["matchedBy"] == _NEW_UNMANAGED:
             inserts.append(new_row(converted.vm_id, legacy))
     deletes: list[str] = []
     for row in rows:
