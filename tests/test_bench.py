@@ -98,7 +98,7 @@ def _check_counts(result: dict, dialect: str) -> None:
     # Every row but the ones without an address (graphics, pcie-root) is rewritten.
     assert managed < result["rows_written_full"] <= result["devices"]
     assert (result["partial_vms"], result["scaling_vms"]) == (2, 20)
-    for key in ("floor_parse_s", "xmltodict_parse_s", "convert_s", "full_tick_s",
+    for key in ("floor_parse_s", "python_walk_s", "xmltodict_parse_s", "convert_s", "full_tick_s",
                 "steady_tick_s", "partial_tick_s", "scaling_ratio", "peak_rss_mb"):
         assert result[key] > 0, key
 
@@ -124,7 +124,7 @@ def test_table_names_every_figure(capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert out.splitlines()[0].endswith(", sqlite, one run")  # not "median of 1 runs"
-    for label in ("lxml parse", "xmltodict", "parse + correlate", "full tick", "steady tick",
+    for label in ("lxml parse", "Python walk", "xmltodict", "parse + correlate", "full tick", "steady tick",
                   "partial tick", "scaling", "peak RSS"):
         assert label in out
 

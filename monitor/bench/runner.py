@@ -135,15 +135,16 @@ def tick_fleet(context: TickContext, state: _FleetState, phase: str,
     return FleetTick(seconds, total)
 
 
-def floor_s(state: _FleetState, progress: Progress) -> tuple[float, float]:
-    """lxml's and xmltodict's parse time of every VM's current XML."""
-    lxml_s = xmltodict_s = 0.0
+def floor_s(state: _FleetState, progress: Progress) -> tuple[float, float, float]:
+    """lxml's parse time of every VM's current XML, the Python walk's, xmltodict's."""
+    lxml_s = walk_s = xmltodict_s = 0.0
     for host in range(state.fleet.hosts):
         xmls = [xml for _vm, xml, _hash in state.documents(host)]
         lxml_s += floor.lxml_parse_s(xmls)
+        walk_s += floor.python_walk_s(xmls)
         xmltodict_s += floor.xmltodict_parse_s(xmls)
         progress("parse floor", host + 1, state.fleet.hosts)
-    return lxml_s, xmltodict_s
+    return lxml_s, walk_s, xmltodict_s
 
 
 def convert_s(context: TickContext, state: _FleetState, progress: Progress) -> float:
@@ -204,8 +205,10 @@ def run_bench(context: TickContext, options: BenchOptions,
                               "steady_rows_written": 0, "partial_vms": 0}
     for number in range(options.runs):
         label = f" {number + 1}/{options.runs}"
-        lxml_s, xmltodict_s = floor_s(state, lambda p, d, t: progress(p + label, d, t))
+        lxml_s, walk_s, xmltodict_s = floor_s(state,
+                                              lambda p, d, t: progress(p + label, d, t))
         rounds.add("floor", lxml_s)
+        rounds.add("walk", walk_s)
         rounds.add("xmltodict", xmltodict_s)
         rounds.add("convert", convert_s(context, state,
                                         lambda p, d, t: progress(p + label, d, t)))
@@ -244,6 +247,8 @@ def _result(context: TickContext, options: BenchOptions, fleet: Fleet, small: Fl
         "db": context.store.dialect,
         "runs": options.runs,
         "floor_parse_s": floor_parse,
+        "python_walk_s": rounds.median("walk"),
+        "python_walk_ratio": rounds.median("walk") / floor_parse,
         "xmltodict_parse_s": rounds.median("xmltodict"),
         "convert_s": rounds.median("convert"),
         "convert_ratio": rounds.median("convert") / floor_parse,
