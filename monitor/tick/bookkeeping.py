@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Mapping
 from datetime import datetime, timezone
-from enum import Enum
+from enum import StrEnum
 from typing import NamedTuple, Protocol
 
 from monitor.clock import older_than_stored
@@ -66,8 +66,13 @@ class Reported(Protocol):
     def hash(self) -> str | None: ...
 
 
-class Skip(str, Enum):
-    """Why a reported VM is not fetched this tick."""
+class Skip(StrEnum):
+    """Why a reported VM is not fetched (or not written) this tick: the keys of the
+    summary's ``skipped[...]`` and the ``reason`` label of ``monitor_vms_skipped_total``
+    (docs/worker.md, "The summary line"; docs/operations.md, "Metrics").
+
+    The plan gives the first eight; the tick the last three.
+    """
 
     UNKNOWN_VM = "unknown-vm"
     OTHER_HOST = "other-host"
@@ -77,6 +82,9 @@ class Skip(str, Enum):
     UNKNOWN_STATUS = "unknown-status"
     KNOWN_BAD = "known-bad-hash"
     UNCHANGED = "unchanged"
+    LOCKED = "locked"  # a device command holds the VM's devices lock
+    LOCK_LOST = "lock-lost"  # fetched, but the devices lock was lost before the apply
+    BACKOFF = "backoff"  # the VM's apply failed alone before: it waits out its own delay
 
 
 class Decision(NamedTuple):

@@ -66,7 +66,7 @@ from monitor.store import Fence, Store
 from monitor.tick.backoff import VmBackoff
 from monitor.tick.bookkeeping import VANISHED_AFTER, Plan, Skip, plan, vanished
 from monitor.tick.logged_once import LoggedOnce, device_identity
-from monitor.tick.summary import TickSummary
+from monitor.tick.summary import ErrorKind, TickSummary
 
 log = logging.getLogger("monitor.tick")
 
@@ -127,8 +127,8 @@ def run_tick(source: HostSource, context: TickContext,
         _tick(source, context, summary, lease)
     except LeaseLost as error:
         summary.lease_lost = True  # logged once: the lease is marked lost, no tick follows
-        summary.errors["lease-lost"] += 1
-        log.warning("%s", error, extra=fields(host=summary.host, kind="lease-lost"))
+        summary.errors[ErrorKind.LEASE_LOST] += 1
+        log.warning("%s", error, extra=fields(host=summary.host, kind=ErrorKind.LEASE_LOST))
     except StoreError:
         summary.stopped = True  # the metrics count it; the worker logs it and backs off
         raise
@@ -164,7 +164,7 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary,
     on_host = {vm_id: vm.status for vm_id, vm in known.items() if vm.host == host}
     decided = plan(host, reports, report_time, stored, read_at)
     _log_skips(context, host, decided, reports)
-    summary.skipped.update({reason.value: count for reason, count in decided.skipped.items()})
+    summary.skipped.update(decided.skipped)
     _store_statuses(context, fence, host, decided, stored)
     _store_vanished(context, fence, host, on_host, polled, summary)
     fault_point("after-plan")
@@ -213,7 +213,7 @@ def _count_reads(source: HostSource, summary: TickSummary) -> None:
 
 def _host_failed(summary: TickSummary, error: HostError, action: str) -> None:
     summary.host_error = error.kind
-    summary.errors[f"host-{error.kind}"] += 1
+    summary.errors[ErrorKind.of_host(error.kind)] += 1
     log.warning("%s failed: %s", action, error, extra=fields(host=summary.host, kind=error.kind))
 
 
@@ -242,10 +242,10 @@ def _checked_reports(context: TickContext, reports, summary: TickSummary) -> dic
         if reason is None:
             good[vm_id] = report
             continue
-        summary.errors["bad-report"] += 1
-        if context.logged_once.first(summary.host, str(vm_id), "bad-report"):
+        summary.errors[ErrorKind.BAD_REPORT] += 1
+        if context.logged_once.first(summary.host, str(vm_id), ErrorKind.BAD_REPORT):
             log.warning("bad report skipped: %s", reason,
-                        extra=fields(host=summary.host, vm=str(vm_id)[:80], kind="bad-report"))
+                        extra=fields(host=summary.host, vm=str(vm_id)[:80], kind=ErrorKind.BAD_REPORT))
     return good
 
 
@@ -264,7 +264,7 @@ def _bad_report(vm_id, report) -> str | None:
 def _log_skips(context: TickContext, host: str, decided: Plan, reports) -> None:
     for decision in decided.decisions:
         if decision.skip in (Skip.UNKNOWN_VM, Skip.UNKNOWN_STATUS):
-            if context.logged_once.first(host, decision.vm_id, decision.skip.value):
+            if context.logged_once.first(host, decision.vm_id, decision.skip):
                 log.warning("ignored: %s (status %r)", decision.skip.value,
                             reports[decision.vm_id].status,
                             extra=fields(host=host, vm=decision.vm_id))
@@ -316,7 +316,7 @@ def _lock(context: TickContext, fence: Fence, vm_ids: Sequence[str],
         held = fence.take(tx, vm_ids, context.lock_ttl_s)
     busy = len(vm_ids) - len(held)
     if busy:
-        summary.skipped["locked"] += busy
+        summary.skipped[Skip.LOCKED] += busy
         for vm_id in sorted(set(vm_ids) - held):
             log.info("devices lock busy, retried next tick",
                      extra=fields(host=summary.host, vm=vm_id))
@@ -355,7 +355,7 @@ def _parse(context: TickContext, fence: Fence, held: frozenset[str],
     for vm_id in sorted(held):
         xml = xmls.get(vm_id)
         if xml is None:
-            summary.errors["missing"] += 1
+            summary.errors[ErrorKind.MISSING] += 1
             log.info("not returned by the dump, retried next tick",
                      extra=fields(host=host, vm=vm_id))
             continue
@@ -377,17 +377,17 @@ def _parse(context: TickContext, fence: Fence, held: frozenset[str],
                 tx.save_last_xml(vm_id, xml, report_time)
         fence.release(tx, kept)
     _lost_locks(summary, set(bad_ids) - kept)
-    summary.errors["xml"] += len(kept)
+    summary.errors[ErrorKind.XML] += len(kept)
     for vm_id, bad_hash, _xml, message in bad:
         if vm_id in kept:
             log.warning("unusable XML, not fetched again until its hash changes: %s", message,
-                        extra=fields(host=host, vm=vm_id, kind="xml"))
+                        extra=fields(host=host, vm=vm_id, kind=ErrorKind.XML))
     return good, set(bad_ids)
 
 
 def _lost_locks(summary: TickSummary, lost: set[str]) -> None:
     """VMs whose devices lock this tick no longer held when it came to write them."""
-    summary.skipped["lock-lost"] += len(lost)
+    summary.skipped[Skip.LOCK_LOST] += len(lost)
     for vm_id in sorted(lost):
         log.info("devices lock lost before the apply (expired or taken again): VM left "
                  "untouched, retried next tick", extra=fields(host=summary.host, vm=vm_id))
@@ -413,10 +413,10 @@ def _log_unasked(context: TickContext, host: str, held: set[str], xmls: Mapping,
     """XML for a VM this tick did not ask for is ignored: its hash was never decided on,
     and its lock is not ours. Counted every tick, logged once per VM."""
     for vm_id in sorted(map(str, xmls.keys() - held)):
-        summary.errors["unasked"] += 1
-        if context.logged_once.first(host, vm_id, "unasked"):
+        summary.errors[ErrorKind.UNASKED] += 1
+        if context.logged_once.first(host, vm_id, ErrorKind.UNASKED):
             log.warning("the dump returned a VM it was not asked for: ignored",
-                        extra=fields(host=host, vm=vm_id[:80], kind="unasked"))
+                        extra=fields(host=host, vm=vm_id[:80], kind=ErrorKind.UNASKED))
 
 
 def _apply_batch(context: TickContext, locks: TickLocks, batch: Sequence[Fetched],
@@ -432,7 +432,7 @@ def _apply_batch(context: TickContext, locks: TickLocks, batch: Sequence[Fetched
             _vm_failed(context, locks.fence, batch[0].vm_id, error, summary)
             return set()
         log.info("batch of %d VMs failed, retrying one by one: %s", len(batch), error,
-                 extra=fields(host=summary.host, kind="db"))
+                 extra=fields(host=summary.host, kind=ErrorKind.DB))
         released: set[str] = set()
         for one in batch:
             released |= _apply_batch(context, locks, [one], report_time, summary)
@@ -455,7 +455,7 @@ def _not_backing_off(context: TickContext, vm_ids: list[str],
         return vm_ids
     now = context.clock.monotonic()
     ready = [vm_id for vm_id in vm_ids if not context.vm_backoff.waiting(vm_id, now)]
-    summary.skipped["backoff"] += len(vm_ids) - len(ready)
+    summary.skipped[Skip.BACKOFF] += len(vm_ids) - len(ready)
     return ready
 
 
@@ -463,20 +463,20 @@ def _vm_failed(context: TickContext, fence: Fence, vm_id: str, error: StoreError
                summary: TickSummary) -> None:
     """One VM's apply failed alone: count it, record it in its ``last_error`` (its hash
     stays, so it is fetched again), and back that VM off alone."""
-    summary.errors["db"] += 1
+    summary.errors[ErrorKind.DB] += 1
     delay = None
     if context.vm_backoff is not None:
         delay = context.vm_backoff.failed(vm_id, context.clock.monotonic())
     log.warning("apply failed, hash kept, retried %s: %s",
                 "next tick" if delay is None else f"in {delay:g}s", error,
-                extra=fields(host=summary.host, vm=vm_id, kind="db"))
+                extra=fields(host=summary.host, vm=vm_id, kind=ErrorKind.DB))
     try:
         with context.store.transaction() as tx:
             if fence.check(tx, [vm_id]):
                 tx.record_failure(vm_id, str(error))
     except StoreError as again:  # the VM's own row is what fails: the log line says it
         log.info("could not record the failure: %s", again,
-                 extra=fields(host=summary.host, vm=vm_id, kind="db"))
+                 extra=fields(host=summary.host, vm=vm_id, kind=ErrorKind.DB))
 
 
 def _apply(context: TickContext, locks: TickLocks, batch: Sequence[Fetched],

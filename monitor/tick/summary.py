@@ -1,9 +1,39 @@
-"""What one tick of one host did: counted for the summary line, the logs and the metrics."""
+"""What one tick of one host did: counted for the summary line, the logs and the metrics.
+
+The keys of ``errors[...]`` are ``ErrorKind``s, those of ``skipped[...]`` are
+``bookkeeping.Skip``s: ``StrEnum``s, so a key prints, serializes and labels a metric as
+its documented string (docs/worker.md, "The summary line"; docs/operations.md, "Error
+kinds").
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+from monitor.tick.bookkeeping import Skip
+
+
+class ErrorKind(StrEnum):
+    """What went wrong in a tick: ``errors[...]`` and ``monitor_errors_total{kind}``."""
+
+    HOST_TIMEOUT = "host-timeout"
+    HOST_UNREACHABLE = "host-unreachable"
+    HOST_REFUSED = "host-refused"
+    HOST_GARBAGE = "host-garbage"  # a poll or dump that is no answer
+    HOST_ERROR = "host-error"  # a host failure of no narrower kind
+    BAD_REPORT = "bad-report"
+    UNASKED = "unasked"
+    MISSING = "missing"
+    XML = "xml"
+    DB = "db"
+    LEASE_LOST = "lease-lost"
+
+    @classmethod
+    def of_host(cls, kind: str) -> ErrorKind:
+        """A ``HostError``'s kind (``timeout``, ...) as its error kind (``host-timeout``)."""
+        return cls(f"host-{kind}")
 
 
 @dataclass(slots=True)
@@ -26,8 +56,8 @@ class TickSummary:
     foreign: int = 0
     conflicts: int = 0
     vanished: int = 0  # VMs of this host stored Down: no longer reported
-    skipped: Counter = field(default_factory=Counter)  # bookkeeping reasons, 'locked'
-    errors: Counter = field(default_factory=Counter)  # by kind: xml, missing, db, host-*
+    skipped: Counter[Skip] = field(default_factory=Counter)
+    errors: Counter[ErrorKind] = field(default_factory=Counter)
     host_error: str | None = None
     stopped: bool = False  # the tick raised before its end (the database failed)
     lease_lost: bool = False  # the worker no longer held the host: the tick stopped
