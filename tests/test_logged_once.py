@@ -56,6 +56,17 @@ def test_first_is_true_once_per_host_vm_and_what():
     assert once.first("h1", "vm2", "unasked") and once.first("h1", "vm1", "bad-report")
 
 
+def test_log_logs_the_first_time_with_the_fields_and_a_cut_vm_id(caplog):
+    caplog.set_level(logging.INFO, logger="monitor")
+    once, logger, vm_id = LoggedOnce(), logging.getLogger("monitor.test"), "v" * 200
+    for _ in range(2):
+        once.log(logger, logging.WARNING, "h1", vm_id, "unasked", "seen %s", "x", kind="unasked")
+    [record] = caplog.records
+    assert (record.levelno, record.getMessage()) == (logging.WARNING, "seen x")
+    assert (record.host, record.vm, record.kind) == ("h1", "v" * 80, "unasked")
+    assert not once.first("h1", vm_id, "unasked")  # remembered under the whole id
+
+
 def test_a_vm_that_leaves_the_host_is_forgotten_and_the_others_kept():
     once = LoggedOnce()
     once.polled("h1", ["vm1", "vm2"])

@@ -243,9 +243,9 @@ def _checked_reports(context: TickContext, reports, summary: TickSummary) -> dic
             good[vm_id] = report
             continue
         summary.errors[ErrorKind.BAD_REPORT] += 1
-        if context.logged_once.first(summary.host, str(vm_id), ErrorKind.BAD_REPORT):
-            log.warning("bad report skipped: %s", reason,
-                        extra=fields(host=summary.host, vm=str(vm_id)[:80], kind=ErrorKind.BAD_REPORT))
+        context.logged_once.log(log, logging.WARNING, summary.host, str(vm_id),
+                                ErrorKind.BAD_REPORT, "bad report skipped: %s", reason,
+                                kind=ErrorKind.BAD_REPORT)
     return good
 
 
@@ -264,10 +264,9 @@ def _bad_report(vm_id, report) -> str | None:
 def _log_skips(context: TickContext, host: str, decided: Plan, reports) -> None:
     for decision in decided.decisions:
         if decision.skip in (Skip.UNKNOWN_VM, Skip.UNKNOWN_STATUS):
-            if context.logged_once.first(host, decision.vm_id, decision.skip):
-                log.warning("ignored: %s (status %r)", decision.skip.value,
-                            reports[decision.vm_id].status,
-                            extra=fields(host=host, vm=decision.vm_id))
+            context.logged_once.log(log, logging.WARNING, host, decision.vm_id, decision.skip,
+                                    "ignored: %s (status %r)", decision.skip.value,
+                                    reports[decision.vm_id].status)
 
 
 def _store_statuses(context: TickContext, fence: Fence, host: str, decided: Plan,
@@ -414,9 +413,9 @@ def _log_unasked(context: TickContext, host: str, held: set[str], xmls: Mapping,
     and its lock is not ours. Counted every tick, logged once per VM."""
     for vm_id in sorted(map(str, xmls.keys() - held)):
         summary.errors[ErrorKind.UNASKED] += 1
-        if context.logged_once.first(host, vm_id, ErrorKind.UNASKED):
-            log.warning("the dump returned a VM it was not asked for: ignored",
-                        extra=fields(host=host, vm=vm_id[:80], kind=ErrorKind.UNASKED))
+        context.logged_once.log(log, logging.WARNING, host, vm_id, ErrorKind.UNASKED,
+                                "the dump returned a VM it was not asked for: ignored",
+                                kind=ErrorKind.UNASKED)
 
 
 def _apply_batch(context: TickContext, locks: TickLocks, batch: Sequence[Fetched],
@@ -521,12 +520,11 @@ def _count(context: TickContext, summary: TickSummary, converted: ConvertedVm,
     summary.deleted += len(changes.deletes)
     summary.foreign += len(result.foreign)
     summary.conflicts += len(result.conflicts)
-    for device in result.foreign:
-        if context.logged_once.first(summary.host, converted.vm_id,  # counted every tick
-                                     ("foreign", device_identity(device))):
-            log.info("foreign device left alone: <%s> %s/%s", device.tag, device.type,
-                     device.device, extra=fields(host=summary.host, vm=converted.vm_id,
-                                                 alias=device.alias.name or None))
+    for device in result.foreign:  # counted every tick
+        context.logged_once.log(log, logging.INFO, summary.host, converted.vm_id,
+                                ("foreign", device_identity(device)),
+                                "foreign device left alone: <%s> %s/%s", device.tag,
+                                device.type, device.device, alias=device.alias.name or None)
     for conflict in result.conflicts:
         log.warning("conflict under %s: %s", conflict.rule.value, conflict.reason,
                     extra=fields(host=summary.host, vm=converted.vm_id, rule=conflict.rule.value))

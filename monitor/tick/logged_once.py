@@ -15,9 +15,11 @@ host's memory is only ever touched by one thread.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
+from monitor.logfields import fields
 from monitor.model.device import ReportedDevice
 
 CAP_PER_HOST = 10_000
@@ -62,6 +64,15 @@ class LoggedOnce:
         if len(memory.keys) > self.cap:
             memory.forget(next(iter(memory.keys)))
         return True
+
+    def log(self, logger: logging.Logger, level: int, host: str, vm_id: str, what: Hashable,
+            message: str, *args: object, **extra: object) -> None:
+        """Log ``message`` the first time ``what`` is seen for this VM on this host, with
+        the ``host=`` and ``vm=`` fields (a VM id cut to 80 characters: it may be a
+        hostile host's garbage) and the ``extra`` ones."""
+        if self.first(host, vm_id, what):
+            logger.log(level, message, *args,
+                       extra=fields(host=host, vm=vm_id[:80], **extra))
 
     def polled(self, host: str, vm_ids: Iterable[str]) -> None:
         """The host's poll reported ``vm_ids``: forget the VMs that left it since the last."""
