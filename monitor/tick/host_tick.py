@@ -44,20 +44,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
 
 from monitor.adapters.base import MonitoringAdapter
 from monitor.clock import Clock, SteadyUtc, SystemClock
 from monitor.adapters.database import Correlated, apply_correlated
-from monitor.domxml import parse_domain
-from monitor.errors import HostError, HostGarbage, LeaseLost, StoreError, XmlError
+from monitor.errors import HostError, HostGarbage, LeaseLost, StoreError
 from monitor.faults import fault_point
 from monitor.hosts.source import CountsReads, HostSource, VmReport
 from monitor.legacy.converter import convert
 from monitor.legacy.dicts import ConvertedVm
 from monitor.logfields import fields
 from monitor.model.changes import VmChanges
-from monitor.model.domain import ParsedDomain
 from monitor.model.ids import ids_in_several_spellings
 from monitor.model.lease import HostLease
 from monitor.model.rows import VmRecord
@@ -65,6 +62,7 @@ from monitor.settings import Limits
 from monitor.store import Fence, Store
 from monitor.tick.backoff import VmBackoff
 from monitor.tick.bookkeeping import VANISHED_AFTER, Plan, Skip, plan, vanished
+from monitor.tick.documents import Documents, Fetched, Unusable, read_documents
 from monitor.tick.logged_once import LoggedOnce, device_identity
 from monitor.tick.summary import ErrorKind, TickSummary
 
@@ -109,13 +107,6 @@ class TickLocks:
 
     def renewal_due(self, context: TickContext) -> bool:
         return context.clock.monotonic() - self.renewed_at >= context.lock_ttl_s / 3
-
-
-class Fetched(NamedTuple):
-    vm_id: str
-    hash: str | None
-    xml: bytes
-    parsed: ParsedDomain
 
 
 def run_tick(source: HostSource, context: TickContext,
@@ -179,18 +170,20 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary,
     db_failed = False
     try:
         try:
-            xmls = source.dump(sorted(held))
+            xmls = _checked_dump(source.dump(sorted(held)), host)
         except HostError as error:
             _host_failed(summary, error, "dump")
             return
         fault_point("after-dump")
         hashes = {d.vm_id: d.hash for d in decided.decisions if d.vm_id in held}
-        good, recorded_bad = _parse(context, fence, held, hashes, xmls, report_time, summary)
-        still_held -= recorded_bad
-        for start in range(0, len(good), context.batch_size):
+        documents = read_documents(held, hashes, xmls, context.limits)  # no I/O
+        _count_documents(context, summary, documents)
+        still_held -= _record_unusable(context, fence, documents.unusable, report_time, summary)
+        usable = documents.usable
+        for start in range(0, len(usable), context.batch_size):
             if start:
                 fault_point("between-batches")
-            batch = good[start:start + context.batch_size]
+            batch = usable[start:start + context.batch_size]
             still_held -= _apply_batch(context, locks, batch, report_time, summary)
         fault_point("before-unlock")
     except StoreError:  # the DB is unavailable: the worker logs that once and backs off
@@ -338,50 +331,47 @@ def _unlock(context: TickContext, fence: Fence, host: str, held: set[str],
                 "could not release devices locks: %s", error)
 
 
-def _parse(context: TickContext, fence: Fence, held: frozenset[str],
-           hashes: dict[str, str | None], xmls: dict[str, bytes], report_time: datetime,
-           summary: TickSummary) -> tuple[list[Fetched], set[str]]:
-    """The usable documents, and the VMs whose locks are done with: bad XML recorded
-    (their locks released), or locks lost."""
-    host = summary.host
-    good: list[Fetched] = []
-    bad: list[tuple[str, str | None, bytes, str]] = []
+def _checked_dump(xmls, host: str) -> Mapping:
+    """The dump's answer, if it is one (a mapping); else a ``HostGarbage``, as for the poll."""
     if not isinstance(xmls, Mapping):
-        _host_failed(summary, HostGarbage(f"host {host}: the dump answered a "
-                                          f"{type(xmls).__name__}, not XML by VM"), "dump")
-        return good, set()
-    _log_unasked(context, host, held, xmls, summary)
-    for vm_id in sorted(held):
-        xml = xmls.get(vm_id)
-        if xml is None:
-            summary.errors[ErrorKind.MISSING] += 1
-            log.info("not returned by the dump, retried next tick",
-                     extra=fields(host=host, vm=vm_id))
-            continue
-        summary.fetched += 1
-        xml, parsed = _read(context, vm_id, xml)
-        if isinstance(parsed, str):
-            bad.append((vm_id, hashes[vm_id], xml, parsed))
-        else:
-            good.append(Fetched(vm_id, hashes[vm_id], xml, parsed))
-    if not bad:
-        return good, set()
-    bad_ids = [vm_id for vm_id, *_ in bad]
+        raise HostGarbage(f"host {host}: the dump answered a {type(xmls).__name__}, "
+                          "not XML by VM")
+    return xmls
+
+
+def _count_documents(context: TickContext, summary: TickSummary, documents: Documents) -> None:
+    """Count and log what the dump returned; the unusable documents are logged as recorded."""
+    _log_unasked(context, summary.host, documents.unasked, summary)
+    for vm_id in documents.missing:
+        summary.errors[ErrorKind.MISSING] += 1
+        log.info("not returned by the dump, retried next tick",
+                 extra=fields(host=summary.host, vm=vm_id))
+    summary.fetched += len(documents.usable) + len(documents.unusable)
+
+
+def _record_unusable(context: TickContext, fence: Fence, unusable: Sequence[Unusable],
+                     report_time: datetime, summary: TickSummary) -> set[str]:
+    """Record each unusable document as its VM's last error, with the document kept, in
+    one transaction that releases their locks; the VMs whose locks are done with
+    (recorded, or lost: those are left untouched)."""
+    if not unusable:
+        return set()
+    bad_ids = [bad.vm_id for bad in unusable]
     with context.store.transaction() as tx:
         tx.lock_vms(bad_ids)  # the order of an apply: the VMs' rows, then their locks
         kept = fence.check(tx, bad_ids)
-        for vm_id, bad_hash, xml, message in bad:
-            if vm_id in kept:
-                tx.record_error(vm_id, bad_hash, message)
-                tx.save_last_xml(vm_id, xml, report_time)
+        for bad in unusable:
+            if bad.vm_id in kept:
+                tx.record_error(bad.vm_id, bad.hash, bad.reason)
+                tx.save_last_xml(bad.vm_id, bad.xml, report_time)
         fence.release(tx, kept)
     _lost_locks(summary, set(bad_ids) - kept)
     summary.errors[ErrorKind.XML] += len(kept)
-    for vm_id, bad_hash, _xml, message in bad:
-        if vm_id in kept:
-            log.warning("unusable XML, not fetched again until its hash changes: %s", message,
-                        extra=fields(host=host, vm=vm_id, kind=ErrorKind.XML))
-    return good, set(bad_ids)
+    for bad in unusable:
+        if bad.vm_id in kept:
+            log.warning("unusable XML, not fetched again until its hash changes: %s", bad.reason,
+                        extra=fields(host=summary.host, vm=bad.vm_id, kind=ErrorKind.XML))
+    return set(bad_ids)
 
 
 def _lost_locks(summary: TickSummary, lost: set[str]) -> None:
@@ -392,26 +382,11 @@ def _lost_locks(summary: TickSummary, lost: set[str]) -> None:
                  "untouched, retried next tick", extra=fields(host=summary.host, vm=vm_id))
 
 
-def _read(context: TickContext, vm_id: str, xml) -> tuple[bytes, ParsedDomain | str]:
-    """The document as bytes, and the VM it holds or why it cannot be used."""
-    if isinstance(xml, str):
-        xml = xml.encode("utf-8")  # a remote agent's JSON carries text
-    elif not isinstance(xml, bytes):
-        return b"", f"the host returned a {type(xml).__name__}, not an XML document"
-    try:
-        parsed = parse_domain(xml, limits=context.limits)
-    except XmlError as error:
-        return xml, str(error)
-    if parsed.uuid != vm_id:
-        return xml, f"the XML is for VM {parsed.uuid or 'without a <uuid>'}, not {vm_id}"
-    return xml, parsed
-
-
-def _log_unasked(context: TickContext, host: str, held: set[str], xmls: Mapping,
+def _log_unasked(context: TickContext, host: str, unasked: Sequence[str],
                  summary: TickSummary) -> None:
     """XML for a VM this tick did not ask for is ignored: its hash was never decided on,
     and its lock is not ours. Counted every tick, logged once per VM."""
-    for vm_id in sorted(map(str, xmls.keys() - held)):
+    for vm_id in unasked:
         summary.errors[ErrorKind.UNASKED] += 1
         context.logged_once.log(log, logging.WARNING, host, vm_id, ErrorKind.UNASKED,
                                 "the dump returned a VM it was not asked for: ignored",
