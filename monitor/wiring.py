@@ -1,4 +1,4 @@
-"""The one place that builds things from settings: stores, tick contexts, emitters.
+"""The one place that builds things from settings: stores, tick contexts, adapters.
 
 Nothing is built at import time; the CLI verbs call these and pass the results in.
 """
@@ -9,15 +9,17 @@ import os
 import secrets
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TextIO
 
+from monitor.adapters.base import MonitoringAdapter
+from monitor.adapters.database import DatabaseAdapter
 from monitor.adapters.jsonlines import JsonLinesAdapter
 from monitor.errors import UsageError
 from monitor.settings import Settings, load_settings
 from monitor.store import Store
-from monitor.tick.host_tick import TickContext
+from monitor.tick.context import TickContext
 from monitor.worker.stale_locks import release_dead_workers_locks
 
 
@@ -39,10 +41,12 @@ def worker_name() -> str:
     return f"monitor@{socket.gethostname()}:{os.getpid()}/{secrets.token_hex(4)}"
 
 
-def tick_context(store: Store, settings: Settings, emitters=(),
+def tick_context(store: Store, settings: Settings, emitters: Sequence[MonitoringAdapter] = (),
                  holder: str | None = None) -> TickContext:
     """The context of every verb that ticks (run, replay, bench), as ``holder`` (default:
-    a new ``worker_name``).
+    a new ``worker_name``), with its adapters: the database one, applied inside each
+    apply transaction, and ``emitters`` (``emit_dicts``), called after each commit
+    (docs/architecture.md, "Adapters").
 
     First the devices locks of this machine's dead workers are released, so a verb run
     after a crash applies every VM rather than skip the crashed one's (docs/operations.md).
@@ -54,6 +58,7 @@ def tick_context(store: Store, settings: Settings, emitters=(),
         holder=holder,
         limits=settings.limits,
         batch_size=settings.worker.batch_size,
+        database=DatabaseAdapter(),
         emitters=tuple(emitters),
     )
 

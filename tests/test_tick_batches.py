@@ -1,6 +1,8 @@
 """A DB error inside a batch: the batch is rolled back and retried VM by VM; the failing
 VM keeps its old hash and rows, the others apply. The error is a real one, raised by a
-trigger in the database (SQLite and PostgreSQL), not a patched function."""
+trigger in the database (SQLite and PostgreSQL), not a patched function. The emitters
+get a VM only after the transaction that applied it committed (docs/architecture.md,
+"Adapters")."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import sqlalchemy as sa
 from conftest import FIXTURES
 from monitor.hosts.fixture import read_fixture
 from monitor.hosts.replay import ReplayHostSource
+from monitor.legacy.dicts import ConvertedVm
 from monitor.store import Store
 from monitor.store.inventory import load_document, read_document
 from monitor.tick.host_tick import TickContext, run_tick
@@ -57,3 +60,33 @@ def test_failed_batch_is_retried_vm_by_vm(db_url):
     assert all(hashes[vm_id] for vm_id in vm_ids if vm_id != doomed)
     assert [d for d in after["devices"] if d["vm_id"] == doomed] == before["devices"]
     assert locks == set()  # released even though one VM failed
+
+
+class CommittedHashes:
+    """An emitter that reads, in a transaction of its own, the hash each VM it is handed
+    has in the database at that moment."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.seen: dict[str, str | None] = {}
+
+    def handle(self, vm_id: str, converted: ConvertedVm) -> None:
+        with self.store.transaction() as tx:
+            self.seen[vm_id] = tx.vm(vm_id).hash
+
+
+def test_emitters_get_committed_vms_only(db_url):
+    store = Store.open(db_url)
+    load_document(store, read_document(AGENT_RESTART / "inventory.json"))
+    answer = read_fixture(AGENT_RESTART).ticks[0].answer("host-a")
+    vm_ids = sorted(answer.reports)
+    doomed = vm_ids[1]
+    fail_updates_of(db_url, doomed)
+    emitter = CommittedHashes(store)
+
+    context = TickContext(store=store, holder="test", batch_size=10, emitters=[emitter])
+    summary = run_tick(ReplayHostSource(read_fixture(AGENT_RESTART).ticks[0], "host-a"), context)
+
+    assert summary.errors["db"] == 1  # its batch was rolled back, then it failed alone
+    assert emitter.seen == {vm_id: answer.reports[vm_id].hash  # already committed
+                            for vm_id in vm_ids if vm_id != doomed}

@@ -1,6 +1,8 @@
-"""Monitoring adapters: what happens to one VM's converted devices (docs/architecture.md, "The flow of one tick")."""
+"""Adapters: what happens to one VM's correlated devices (docs/architecture.md, "Adapters")."""
 
-from monitor.adapters.base import MonitoringAdapter
+from monitor.adapters.base import Correlated, MonitoringAdapter, TransactionalAdapter
+from monitor.adapters.database import DatabaseAdapter
 from monitor.adapters.jsonlines import JsonLinesAdapter
 
-__all__ = ["JsonLinesAdapter", "MonitoringAdapter"]
+__all__ = ["Correlated", "DatabaseAdapter", "JsonLinesAdapter", "MonitoringAdapter",
+           "TransactionalAdapter"]

@@ -2,8 +2,9 @@
 
 The worker, ``monitor replay`` and the benchmark all run this function; only the host
 source differs. A VM's new hash is written only in the transaction that applied its
-XML (``adapters.database``); everything that goes wrong leaves the old hash, so the
-next tick tries again:
+XML, by the context's transactional adapter (the database one); the emitters get a VM
+only once that transaction has committed (docs/architecture.md, "Adapters"). Everything
+that goes wrong leaves the old hash, so the next tick tries again:
 
 * the host fails to answer the poll or the dump -> nothing written but statuses (and
   a failed poll changes no status at all);
@@ -41,13 +42,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from monitor.adapters.base import MonitoringAdapter
-from monitor.clock import Clock, SteadyUtc, SystemClock
-from monitor.adapters.database import Correlated, apply_correlated
+from monitor.adapters.base import Correlated
 from monitor.errors import HostError, HostGarbage, LeaseLost, StoreError
 from monitor.faults import fault_point
 from monitor.hosts.source import CountsReads, HostSource, VmReport
@@ -58,43 +57,16 @@ from monitor.model.changes import VmChanges
 from monitor.model.ids import ids_in_several_spellings
 from monitor.model.lease import HostLease
 from monitor.model.rows import VmRecord
-from monitor.settings import Limits
-from monitor.store import Fence, Store
-from monitor.tick.backoff import VmBackoff
+from monitor.store import Fence
 from monitor.tick.bookkeeping import VANISHED_AFTER, Plan, Skip, plan, vanished
+from monitor.tick.context import TickContext
 from monitor.tick.documents import Documents, Fetched, Unusable, read_documents
-from monitor.tick.logged_once import LoggedOnce, device_identity
+from monitor.tick.logged_once import device_identity
 from monitor.tick.summary import ErrorKind, TickSummary
 
+__all__ = ["TickContext", "run_tick"]  # TickContext: monitor.tick.context, used from here
+
 log = logging.getLogger("monitor.tick")
-
-
-@dataclass
-class TickContext:
-    """What a tick needs, built once by the wiring and reused tick after tick."""
-
-    store: Store
-    holder: str  # this worker's name in the devices lock
-    limits: Limits = field(default_factory=Limits)
-    batch_size: int = 50
-    lock_ttl_s: float = 120.0  # a tick renews its locks after a third of it (monotonic)
-    emitters: Sequence[MonitoringAdapter] = ()
-    clock: Clock = field(default_factory=SystemClock)  # tests pass one they step
-    on_tick: Callable[[TickSummary], None] | None = None  # metrics
-    logged_once: LoggedOnce = field(default_factory=LoggedOnce)
-    # Per host: devices locks (by token) a tick failing on the DB could not release;
-    # that host's next tick releases them (the VMs it then skips would stay locked).
-    unreleased: dict[str, dict[str, set[str]]] = field(default_factory=dict)
-    # Per host: VMs stored on it that its last successful polls did not report, and for
-    # how many polls in a row (bookkeeping.vanished; kept in memory, docs/worker.md).
-    missing: dict[str, dict[str, int]] = field(default_factory=dict)
-    # VMs that failed alone wait out their own delay (the worker sets it; replay and
-    # bench try every VM every tick).
-    vm_backoff: VmBackoff | None = None
-
-    def __post_init__(self) -> None:
-        # The database's clock on SQLite (docs/operations.md, "Clocks").
-        self.process_utc = SteadyUtc(self.clock)
 
 
 @dataclass(slots=True)
@@ -416,7 +388,7 @@ def _apply_batch(context: TickContext, locks: TickLocks, batch: Sequence[Fetched
         if context.vm_backoff is not None:
             context.vm_backoff.succeeded(converted.vm_id)
         _count(context, summary, converted, changes)
-        for emitter in context.emitters:
+        for emitter in context.emitters:  # committed: the other adapters
             emitter.handle(converted.vm_id, converted)
     fault_point("after-commit")
     return {item.vm_id for item in batch}
@@ -469,7 +441,7 @@ def _apply(context: TickContext, locks: TickLocks, batch: Sequence[Fetched],
                        rows[item.vm_id], item.hash, report_time)
             for item in batch
         ]
-        changes = apply_correlated(tx, items, now)
+        changes = context.database.apply(tx, items, now)  # the transactional adapter
         tx.save_last_xmls([(item.vm_id, item.xml) for item in batch], report_time)
         fence.release(tx, kept)  # applied: a device command may go on
         renewed = locks.renewal_due(context)
