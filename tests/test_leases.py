@@ -40,6 +40,7 @@ PER_HOST = 1
 VERSIONS = 3
 INTERVAL_S = 1.0
 TTL_S = 5.0
+RENEWAL_S = min(TTL_S / 3, INTERVAL_S)  # worker/lease_keeper.py's period
 DEADLINE_S = 240.0  # a loaded machine starts a worker in a minute
 
 pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -362,7 +363,9 @@ def test_a_killed_workers_hosts_and_vms_are_taken_over_within_a_ttl(fleet):
             first_tick.setdefault(commit.host, commit.at)
     slack = fleet.slack_before
     slowest = max((at - killed_at).total_seconds() for at in first_tick.values())
-    assert slowest <= TTL_S + INTERVAL_S + slack, (
+    # docs/operations.md "What a failover costs": the heartbeat expires within lease_ttl,
+    # a survivor sees it at its next renewal, and ticks the host at its next job.
+    assert slowest <= TTL_S + RENEWAL_S + INTERVAL_S + slack, (
         f"hosts ticked again {slowest:.1f}s after the kill (slack {slack:.1f}s)")
 
     def applied_again() -> dict[str, datetime]:
@@ -373,7 +376,7 @@ def test_a_killed_workers_hosts_and_vms_are_taken_over_within_a_ttl(fleet):
     applied = fleet.wait_for(lambda: len(applied_again()) == len(locked) and applied_again(),
                              "the VMs it was applying are applied")
     slowest = max((at - killed_at).total_seconds() for at in applied.values())
-    assert slowest <= TTL_S + 2 * INTERVAL_S + slack, (
+    assert slowest <= TTL_S + RENEWAL_S + 2 * INTERVAL_S + slack, (
         f"VMs applied {slowest:.1f}s after the kill (slack {slack:.1f}s)")
     print(f"failover (lease_ttl {TTL_S:g}s, interval {INTERVAL_S:g}s, slack {slack:.1f}s): "
           f"hosts ticked again within {(max(first_tick.values()) - killed_at).total_seconds():.1f}s, "
