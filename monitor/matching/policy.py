@@ -82,7 +82,7 @@ def stored_alias_veto(device: ReportedDevice, row: DeviceRow) -> str | None:
     identity only while its device is there and agrees with the kind's equality key."""
     if not row.is_plugged:
         return f"row {row.device_id} holds this alias but is unplugged"
-    for step in _EQUALITY_STEPS_BY_TYPE.get(device.type, ()):  # equality_steps(), inlined
+    for step in equality_steps(device.type):
         row_key = step.row_key(row)
         device_key = step.device_key(device) if row_key is not None else None
         if device_key is not None and device_key != row_key:
