@@ -128,6 +128,28 @@ def test_a_lock_taken_again_under_the_same_name_is_no_longer_ours(db_url):
             assert tx.lock_holders() == set()
 
 
+def test_a_claim_releases_the_locks_still_held_at_the_commit_and_keeps_them_on_rollback(db_url):
+    """``Fence.claim``: the check and the release of a writing transaction in one
+    statement (docs/worker.md, "The devices lock and the fence")."""
+    with Store.open(db_url) as store:
+        fence, other = Fence("worker", utc_now), Fence("worker", utc_now)
+        ours, lost = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"
+        with store.transaction() as tx:
+            assert fence.take(tx, [ours, lost], 60) == {ours, lost}
+        with store.transaction() as tx:
+            assert other.take(tx, [lost], 60) == {lost}  # taken again: no longer ours
+        with pytest.raises(RuntimeError), store.transaction() as tx:
+            assert fence.claim(tx, [ours, lost]) == {ours}
+            raise RuntimeError("the apply fails: the claim rolls back")
+        with store.transaction() as tx:
+            assert fence.check(tx, [ours, lost]) == {ours}  # still ours after the rollback
+            assert fence.claim(tx, [ours, lost]) == {ours}
+        with store.transaction() as tx:
+            assert fence.check(tx, [ours]) == frozenset()  # released by that commit
+            assert other.check(tx, [lost]) == {lost}  # the other taker's lock stays
+            assert tx.lock_holders() == {"worker"}
+
+
 def test_an_expired_lock_is_not_held_even_unchanged(db_url):
     with Store.open(db_url) as store:
         fence = Fence("worker", utc_now)

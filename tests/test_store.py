@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 
 from monitor.errors import StoreError
 from monitor.model.changes import RowUpdate, VmChanges
-from monitor.model.rows import DeviceRow, VmRecord
+from monitor.model.rows import DeviceRow, VmRecord, VmState
 from monitor.settings import default_db_url
 from monitor.store import HashAdvance, Store
 from monitor.store.engine import is_transient, parse_url
@@ -188,6 +188,44 @@ def test_advance_hashes_returns_the_vms_advanced(store):
     assert (stored[vm_id(1)].hash, stored[vm_id(1)].status) == ("a2", "Paused")
     assert (stored[vm_id(2)].hash, stored[vm_id(2)].hash_time) == ("b", T0)
     assert (stored[vm_id(3)].hash, stored[vm_id(3)].host) == ("c2", "host9")
+
+
+def test_advance_hashes_after_lock_vms_guards_with_the_hash_times_read_under_the_lock(store):
+    """On PostgreSQL ``lock_vms`` reads the hash times it locks and ``advance_hashes``
+    decides on them without a second read; the guard is the same on both databases."""
+    with store.transaction() as tx:
+        tx.upsert_vm(vm(1, hash="a", hash_time=T0))
+        tx.upsert_vm(vm(2, hash="b", hash_time=T0))
+    later, earlier = T0 + timedelta(seconds=1), T0 - timedelta(seconds=1)
+    with store.transaction() as tx:
+        tx.lock_vms([vm_id(2), vm_id(1), vm_id(9)])
+        advanced = tx.advance_hashes([HashAdvance(vm_id(1), "a2", later),
+                                      HashAdvance(vm_id(2), "b2", earlier),
+                                      HashAdvance(vm_id(9), "z", later)])
+        assert advanced == {vm_id(1)}
+        # Advanced in this transaction: a second advance decides on the new time.
+        assert tx.advance_hashes([HashAdvance(vm_id(1), "a3", T0)]) == set()
+        assert tx.advance_hashes([HashAdvance(vm_id(2), "b3", T0)]) == {vm_id(2)}
+    with store.transaction() as tx:
+        stored = tx.vms([vm_id(1), vm_id(2)])
+    assert (stored[vm_id(1)].hash, stored[vm_id(1)].hash_time) == ("a2", later)
+    assert (stored[vm_id(2)].hash, stored[vm_id(2)].hash_time) == ("b3", T0)
+
+
+def test_vm_states_and_host_reads_what_the_plan_decides_on(store):
+    with store.transaction() as tx:
+        tx.upsert_vm(vm(1, hash="a", hash_time=T0))
+        tx.upsert_vm(vm(2))
+        tx.set_status(vm_id(2), "Down", host="elsewhere")
+        tx.upsert_vm(vm(3))
+        tx.record_error(vm_id(3), "bad", "not XML")
+        states = tx.vm_states_and_host([vm_id(1), vm_id(2), vm_id(4)], vm(3).host)
+        records = tx.vms([vm_id(1), vm_id(2), vm_id(3)])
+    assert sorted(states) == [vm_id(1), vm_id(2), vm_id(3)]  # 3: on the host; 4: unknown
+    for vm_key, state in states.items():
+        record = records[vm_key]
+        assert state == tuple(getattr(record, name) for name in VmState._fields)
+    assert states[vm_id(3)].last_error_hash == "bad"
 
 
 def test_record_error_and_set_status_never_touch_the_hash(store):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass(slots=True)
@@ -44,3 +44,16 @@ class VmRecord:
     last_error_hash: str | None = None
     last_error: str | None = None
     definition: dict[str, Any] = field(default_factory=dict)
+
+
+class VmState(NamedTuple):
+    """What a tick's plan reads of a stored VM (``monitor.tick.bookkeeping``): the
+    ``VmRecord`` fields it decides on, without the name, the last error's text or the
+    run-VM definition, which a tick never reads (docs/performance.md, "The tick's read")."""
+
+    id: str
+    host: str | None
+    status: str | None
+    hash: str | None
+    hash_time: datetime | None
+    last_error_hash: str | None

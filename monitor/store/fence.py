@@ -52,12 +52,23 @@ class Fence:
         in ``tx``. Raises ``LeaseLost`` when the tick's host lease is gone (known lost
         already, or no longer this worker's at its epoch).
         """
+        return self._held(tx, tx.locks_held, vm_ids, now)
+
+    def claim(self, tx: Tx, vm_ids: Iterable[str],
+              now: datetime | None = None) -> frozenset[str]:
+        """``check`` for a transaction that writes every VM it returns and is then done
+        with their locks (an apply batch, the bad-XML records): the VMs still held,
+        their locks released by the same statement, effective when ``tx`` commits (and
+        held again if it rolls back)."""
+        return self._held(tx, tx.release_locks_held, vm_ids, now)
+
+    def _held(self, tx: Tx, read, vm_ids: Iterable[str], now: datetime | None) -> frozenset[str]:
+        """The lease checked, then ``read`` (``locks_held`` or ``release_locks_held``)."""
         self._check_lease(tx)
         vm_ids = list(vm_ids)
         if not vm_ids:
             return frozenset()
-        now = now or self.now(tx)
-        return frozenset(tx.locks_held(vm_ids, self.holder, self.token, now))
+        return frozenset(read(vm_ids, self.holder, self.token, now or self.now(tx)))
 
     def _check_lease(self, tx: Tx) -> None:
         lease = self.lease

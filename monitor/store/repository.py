@@ -26,7 +26,7 @@ from monitor.clock import older_than_stored
 from monitor.errors import StoreError
 from monitor.model.changes import VmChanges
 from monitor.model.lease import HostLease
-from monitor.model.rows import DeviceRow, VmRecord
+from monitor.model.rows import DeviceRow, VmRecord, VmState
 from monitor.store import migrate, row_writes
 from monitor.store.engine import (
     create_engine,
@@ -56,24 +56,23 @@ _SELECT_HASH_TIMES = (
     sa.select(vms.c.id, vms.c.hash_time).where(vms.c.id.in_(_IDS)).order_by(vms.c.id)
     .with_for_update()  # PostgreSQL: no concurrent advance between the check and the UPDATE
 )
-_LOCK_VMS = sa.select(vms.c.id).where(vms.c.id.in_(_IDS)).order_by(vms.c.id).with_for_update()
-_LOCKS_HELD = (
-    sa.select(vm_device_locks.c.vm_id)
-    .where(
-        vm_device_locks.c.vm_id.in_(_IDS),
-        vm_device_locks.c.holder == sa.bindparam("b_holder"),
-        vm_device_locks.c.token == sa.bindparam("b_token"),
-        vm_device_locks.c.expires_at > sa.bindparam("b_now"),
-    )
-    .order_by(vm_device_locks.c.vm_id)
+_HELD = (  # the lock rows of these VMs that holder still holds with token, unexpired
+    vm_device_locks.c.vm_id.in_(_IDS),
+    vm_device_locks.c.holder == sa.bindparam("b_holder"),
+    vm_device_locks.c.token == sa.bindparam("b_token"),
+    vm_device_locks.c.expires_at > sa.bindparam("b_now"),
 )
+_LOCKS_HELD = sa.select(vm_device_locks.c.vm_id).where(*_HELD).order_by(vm_device_locks.c.vm_id)
 _LOCKS_HELD_FOR_UPDATE = _LOCKS_HELD.with_for_update()
+_RELEASE_LOCKS_HELD = sa.delete(vm_device_locks).where(*_HELD).returning(vm_device_locks.c.vm_id)
 _RELEASE_LOCKS = sa.delete(vm_device_locks).where(
     vm_device_locks.c.vm_id.in_(_IDS), vm_device_locks.c.holder == sa.bindparam("b_holder"))
 _RELEASE_LOCKS_OF_TOKEN = _RELEASE_LOCKS.where(vm_device_locks.c.token == sa.bindparam("b_token"))
 _HOST = sa.bindparam("b_host")
 _SELECT_VMS_ON_HOST = sa.select(*VM_COLUMNS).where(vms.c.host == _HOST)
-_SELECT_VMS_OR_ON_HOST = sa.select(*VM_COLUMNS).where(
+_STATE_COLUMNS = tuple(vms.c[name] for name in VmState._fields)
+_SELECT_STATES = sa.select(*_STATE_COLUMNS).where(vms.c.id.in_(_IDS))
+_SELECT_STATES_OR_ON_HOST = sa.select(*_STATE_COLUMNS).where(
     sa.or_(vms.c.id.in_(_IDS), vms.c.host == _HOST))
 _NOW = sa.select(sa.func.statement_timestamp(type_=UtcDateTime()))
 
@@ -182,10 +181,13 @@ class Store:
 class Tx:
     """The statements of one transaction. Get one from ``Store.transaction()``."""
 
-    __slots__ = ("_connection",)
+    __slots__ = ("_connection", "_locked_hash_times")
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
+        # The hash times of the VM rows ``lock_vms`` locked: no other transaction can
+        # change them before this one ends, so ``advance_hashes`` needs no second read.
+        self._locked_hash_times: dict[str, datetime | None] = {}
 
     # --- VMs -------------------------------------------------------------------
 
@@ -203,14 +205,15 @@ class Tx:
         rows = self._connection.execute(_SELECT_VMS_ON_HOST, {"b_host": host})
         return {row[0]: VmRecord(*row) for row in rows}
 
-    def vms_and_host(self, vm_ids: Iterable[str], host: str) -> dict[str, VmRecord]:
-        """The VMs of ``vm_ids`` and every VM the DB places on ``host``, in one read (a
-        tick's first read: its reports' records, and its host's VMs for vanished ones)."""
-        found: dict[str, VmRecord] = {}
+    def vm_states_and_host(self, vm_ids: Iterable[str], host: str) -> dict[str, VmState]:
+        """The states of the VMs of ``vm_ids`` and of every VM the DB places on ``host``,
+        in one read (a tick's first read: its reports' VMs, and its host's VMs for
+        vanished ones)."""
+        found: dict[str, VmState] = {}
         for number, chunk in enumerate(_chunks(vm_ids, at_least_one=True)):
-            query = _SELECT_VMS_OR_ON_HOST if number == 0 else _SELECT_VMS
+            query = _SELECT_STATES_OR_ON_HOST if number == 0 else _SELECT_STATES
             for row in self._connection.execute(query, {"ids": chunk, "b_host": host}).all():
-                found[row[0]] = VmRecord(*row)
+                found[row[0]] = VmState(*row)
         return found
 
     def set_down_if_still(self, vm_id: str, host: str, status: str | None) -> bool:
@@ -288,11 +291,10 @@ class Tx:
         """
         if len({item.vm_id for item in items}) != len(items):
             raise ValueError("advance_hashes: a VM may appear once per batch")
-        stored = {
-            vm_id: hash_time
-            for chunk in _chunks(item.vm_id for item in items)
-            for vm_id, hash_time in self._connection.execute(_SELECT_HASH_TIMES, {"ids": chunk})
-        }
+        locked = self._locked_hash_times
+        stored = {item.vm_id: locked[item.vm_id] for item in items if item.vm_id in locked}
+        stored.update(self._read_hash_times(item.vm_id for item in items
+                                            if item.vm_id not in locked))
         groups: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
         advanced: set[str] = set()
         for item in items:
@@ -305,7 +307,18 @@ class Tx:
             advanced.add(item.vm_id)
         for (with_status, with_host), params in groups.items():
             self._connection.execute(_advance_statement(with_status, with_host), params)
+        for vm_id in advanced:
+            locked.pop(vm_id, None)  # written: read it again if asked again
         return advanced
+
+    def _read_hash_times(self, vm_ids: Iterable[str]) -> dict[str, datetime | None]:
+        """The stored report times of these VMs, their rows locked (PostgreSQL
+        ``FOR UPDATE``, in id order) until the transaction ends."""
+        return {
+            vm_id: hash_time
+            for chunk in _chunks(sorted(vm_ids))
+            for vm_id, hash_time in self._connection.execute(_SELECT_HASH_TIMES, {"ids": chunk})
+        }
 
     def lock_vms(self, vm_ids: Iterable[str]) -> None:
         """PostgreSQL: lock these VMs' rows, in id order, until the transaction ends.
@@ -315,11 +328,12 @@ class Tx:
         worker whose devices lock expired) commits first and its rows are the ones
         read here; otherwise changes decided on rows read before that commit would
         land over it. SQLite needs nothing: BEGIN IMMEDIATE holds the write lock.
+        The lock is taken by reading the rows' hash times, which then serve
+        ``advance_hashes`` in this transaction without a second read.
         """
         if self._connection.dialect.name != "postgresql":
             return
-        for chunk in _chunks(sorted(vm_ids)):
-            self._connection.execute(_LOCK_VMS, {"ids": chunk}).all()
+        self._locked_hash_times.update(self._read_hash_times(vm_ids))
 
     # --- the host lease ------------------------------------------------------------
 
@@ -478,6 +492,25 @@ class Tx:
             vm_id
             for chunk in _chunks(sorted(set(vm_ids)))
             for vm_id in self._connection.execute(query, {"ids": chunk, **params}).scalars()
+        }
+
+    def release_locks_held(self, vm_ids: Iterable[str], holder: str, token: str,
+                           now: datetime) -> set[str]:
+        """``locks_held`` and ``release_locks`` in one statement: the VMs whose lock
+        ``holder`` still holds with ``token``, unexpired at ``now``, released when this
+        transaction commits (``DELETE ... RETURNING``).
+
+        The rows deleted stay locked until the transaction ends (on PostgreSQL as with
+        ``FOR UPDATE``; SQLite holds the whole database), and come back if it rolls back:
+        for a transaction that writes exactly the VMs it finds, the fence's check and
+        release at once.
+        """
+        params = {"b_holder": holder, "b_token": token, "b_now": now}
+        return {
+            vm_id
+            for chunk in _chunks(sorted(set(vm_ids)))
+            for vm_id in self._connection.execute(_RELEASE_LOCKS_HELD,
+                                                  {"ids": chunk, **params}).scalars()
         }
 
     def renew_locks(self, vm_ids: Iterable[str], holder: str, token: str, now: datetime,

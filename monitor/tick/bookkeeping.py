@@ -39,7 +39,7 @@ from enum import StrEnum
 from typing import NamedTuple, Protocol
 
 from monitor.clock import older_than_stored
-from monitor.model.rows import VmRecord
+from monitor.model.rows import VmState
 
 UP = "Up"
 DOWN = "Down"
@@ -126,7 +126,7 @@ def plan(
     host: str,
     reports: Mapping[str, Reported],
     report_time: datetime,
-    stored: Mapping[str, VmRecord],
+    stored: Mapping[str, VmState],
     now: datetime | None = None,
 ) -> Plan:
     """Decide for every VM in one host's poll.
@@ -143,7 +143,7 @@ def plan(
 
 
 def decide(
-    host: str, vm_id: str, report: Reported, report_time: datetime, record: VmRecord | None,
+    host: str, vm_id: str, report: Reported, report_time: datetime, record: VmState | None,
     now: datetime | None = None,
 ) -> Decision:
     """One VM's decision (rules 1-6; the hash rules are ``_by_hash``)."""
@@ -172,7 +172,7 @@ def decide(
     return _by_hash(Decision(vm_id, False, None, new_status, None, reported_hash), record)
 
 
-def _started_again(decision: Decision, record: VmRecord) -> Decision:
+def _started_again(decision: Decision, record: VmState) -> Decision:
     """Rule 3: a VM that was ``Down`` runs again; its devices are read again."""
     if decision.hash is None:
         return decision._replace(skip=Skip.NO_HASH)
@@ -181,7 +181,7 @@ def _started_again(decision: Decision, record: VmRecord) -> Decision:
     return decision._replace(fetch=True)
 
 
-def _by_hash(decision: Decision, record: VmRecord) -> Decision:
+def _by_hash(decision: Decision, record: VmState) -> Decision:
     """Rule 7: fetch only a hash that is set, new, and not known to be bad."""
     if decision.hash is None:
         return decision._replace(skip=Skip.NO_HASH)

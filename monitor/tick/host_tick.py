@@ -56,7 +56,7 @@ from monitor.logfields import fields
 from monitor.model.changes import VmChanges
 from monitor.model.ids import ids_in_several_spellings
 from monitor.model.lease import HostLease
-from monitor.model.rows import VmRecord
+from monitor.model.rows import VmState
 from monitor.store import Fence
 from monitor.tick.bookkeeping import VANISHED_AFTER, Plan, Skip, plan, vanished
 from monitor.tick.context import TickContext
@@ -118,7 +118,7 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary,
     fence = Fence(context.holder, context.process_utc, lease)
     leftover = context.unreleased.get(host, {})
     with context.store.transaction() as tx:
-        known = tx.vms_and_host(reports, host)
+        known = tx.vm_states_and_host(reports, host)
         read_at = tx.now(context.process_utc)
         for token, vm_ids in leftover.items():
             tx.release_locks(vm_ids, context.holder, token)
@@ -235,7 +235,7 @@ def _log_skips(context: TickContext, host: str, decided: Plan, reports) -> None:
 
 
 def _store_statuses(context: TickContext, fence: Fence, host: str, decided: Plan,
-                    stored: dict[str, VmRecord]) -> None:
+                    stored: dict[str, VmState]) -> None:
     changes = [d for d in decided.status_changes if d.status is not None]
     if not changes:
         return
@@ -331,12 +331,11 @@ def _record_unusable(context: TickContext, fence: Fence, unusable: Sequence[Unus
     bad_ids = [bad.vm_id for bad in unusable]
     with context.store.transaction() as tx:
         tx.lock_vms(bad_ids)  # the order of an apply: the VMs' rows, then their locks
-        kept = fence.check(tx, bad_ids)
+        kept = fence.claim(tx, bad_ids)  # their locks released by this commit
         for bad in unusable:
             if bad.vm_id in kept:
                 tx.record_error(bad.vm_id, bad.hash, bad.reason)
                 tx.save_last_xml(bad.vm_id, bad.xml, report_time)
-        fence.release(tx, kept)
     _lost_locks(summary, set(bad_ids) - kept)
     summary.errors[ErrorKind.XML] += len(kept)
     for bad in unusable:
@@ -433,7 +432,7 @@ def _apply(context: TickContext, locks: TickLocks, batch: Sequence[Fetched],
         vm_ids = [item.vm_id for item in batch]
         tx.lock_vms(vm_ids)  # a concurrent apply of these VMs commits before we read
         now = fence.now(tx)
-        kept = fence.check(tx, vm_ids, now)
+        kept = fence.claim(tx, vm_ids, now)  # their locks released by this commit
         batch = [item for item in batch if item.vm_id in kept]
         rows = tx.rows(kept)
         items = [
@@ -443,7 +442,6 @@ def _apply(context: TickContext, locks: TickLocks, batch: Sequence[Fetched],
         ]
         changes = context.database.apply(tx, items, now)  # the transactional adapter
         tx.save_last_xmls([(item.vm_id, item.xml) for item in batch], report_time)
-        fence.release(tx, kept)  # applied: a device command may go on
         renewed = locks.renewal_due(context)
         if renewed:
             fence.renew(tx, locks.held - set(vm_ids), context.lock_ttl_s)
