@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor import collector
 from monitor.bench.fleet import Fleet, host_name, vm_id
 from monitor.bench.memory_source import MemoryHostSource
 from monitor.domxml import floor, parse_domain
@@ -136,28 +137,32 @@ def tick_fleet(context: TickContext, state: _FleetState, phase: str,
 
 
 def floor_s(state: _FleetState, progress: Progress) -> tuple[float, float, float]:
-    """lxml's parse time of every VM's current XML, the Python walk's, xmltodict's."""
+    """lxml's parse time of every VM's current XML, the Python walk's, xmltodict's
+    (with the collector paused, as in a tick: the walk's yardstick is the tick's reader)."""
     lxml_s = walk_s = xmltodict_s = 0.0
     for host in range(state.fleet.hosts):
         xmls = [xml for _vm, xml, _hash in state.documents(host)]
-        lxml_s += floor.lxml_parse_s(xmls)
-        walk_s += floor.python_walk_s(xmls)
-        xmltodict_s += floor.xmltodict_parse_s(xmls)
+        with collector.paused():
+            lxml_s += floor.lxml_parse_s(xmls)
+            walk_s += floor.python_walk_s(xmls)
+            xmltodict_s += floor.xmltodict_parse_s(xmls)
         progress("parse floor", host + 1, state.fleet.hosts)
     return lxml_s, walk_s, xmltodict_s
 
 
 def convert_s(context: TickContext, state: _FleetState, progress: Progress) -> float:
-    """Parse and correlate every VM to its legacy dicts, rows read beforehand."""
+    """Parse and correlate every VM to its legacy dicts, rows read beforehand; the
+    collector paused, as in a tick (``run_tick``)."""
     seconds = 0.0
     for host in range(state.fleet.hosts):
         documents = state.documents(host)
         with context.store.transaction() as tx:
             rows = tx.rows(vm for vm, _xml, _hash in documents)
-        started = time.perf_counter()
-        for vm, xml, _hash in documents:
-            convert(vm, parse_domain(xml, limits=context.limits), rows[vm])
-        seconds += time.perf_counter() - started
+        with collector.paused():
+            started = time.perf_counter()
+            for vm, xml, _hash in documents:
+                convert(vm, parse_domain(xml, limits=context.limits), rows[vm])
+            seconds += time.perf_counter() - started
         del rows
         progress("convert", host + 1, state.fleet.hosts)
     return seconds

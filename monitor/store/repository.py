@@ -9,7 +9,6 @@ failures leave as a one-line StoreError whose ``transient`` says whether to retr
 
 from __future__ import annotations
 
-import gc
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from monitor import collector
 from monitor.clock import older_than_stored
 from monitor.errors import StoreError
 from monitor.model.changes import VmChanges
@@ -365,7 +365,7 @@ class Tx:
     def rows(self, vm_ids: Iterable[str]) -> dict[str, list[DeviceRow]]:
         """Every asked VM's rows sorted by device_id (an empty list for none)."""
         found: dict[str, list[DeviceRow]] = {vm_id: [] for vm_id in vm_ids}
-        with _collector_paused():
+        with collector.paused():
             for chunk in _chunks(found):
                 for row in self._connection.execute(_SELECT_ROWS, {"ids": chunk}).all():
                     found[row[1]].append(DeviceRow(*row))
@@ -402,7 +402,7 @@ class Tx:
         if vm_ids is not None:
             records = list(self.vms(vm_ids).values())
             return build_document(records, self.rows(vm.id for vm in records))
-        with _collector_paused():
+        with collector.paused():
             records = [VmRecord(*row) for row in self._connection.execute(sa.select(*VM_COLUMNS))]
             rows: dict[str, list[DeviceRow]] = {vm.id: [] for vm in records}
             for row in self._connection.execute(sa.select(*DEVICE_COLUMNS)).all():
@@ -641,24 +641,6 @@ def _advance_params(item: HashAdvance) -> dict[str, Any]:
     if item.host is not None:
         params["b_host"] = item.host
     return params
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while a bulk read builds records.
-
-    Reading 10,000 VMs' rows allocates four containers per row, none of them in a
-    cycle; the collector would rescan the growing result again and again, which
-    measured as more than half of the read. Only a collector this call turned off is
-    turned back on, so overlapping readers in other threads never leave it off.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _chunks(ids: Iterable[str], at_least_one: bool = False) -> Iterator[list[str]]:

@@ -46,6 +46,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from monitor import collector
 from monitor.adapters.base import Correlated
 from monitor.errors import HostError, HostGarbage, LeaseLost, StoreError
 from monitor.faults import fault_point
@@ -87,7 +88,8 @@ def run_tick(source: HostSource, context: TickContext,
     started = time.perf_counter()
     summary = TickSummary(host=source.name)
     try:
-        _tick(source, context, summary, lease)
+        with collector.paused():  # nothing a tick builds is in a cycle (monitor/collector.py)
+            _tick(source, context, summary, lease)
     except LeaseLost as error:
         summary.lease_lost = True  # logged once: the lease is marked lost, no tick follows
         summary.errors[ErrorKind.LEASE_LOST] += 1
