@@ -148,48 +148,51 @@ def decide(
 ) -> Decision:
     """One VM's decision (rules 1-6; the hash rules are ``_by_hash``)."""
     reported_hash = report.hash or None  # "" is "not yet" too
-
-    def skip(reason: Skip, status: str | None = None) -> Decision:
-        return Decision(vm_id, False, reason, status, None, reported_hash)
-
     if record is None:
-        return skip(Skip.UNKNOWN_VM)
-    stored_time = None if record.hash_time is None else _as_utc(record.hash_time)
-    if older_than_stored(report_time, stored_time, now):
-        return skip(Skip.OLDER_REPORT)
-    if report.status == UP and record.status == DOWN:
+        return Decision(vm_id, False, Skip.UNKNOWN_VM, None, None, reported_hash)
+    stored_time = record.hash_time
+    if stored_time is not None and older_than_stored(report_time, _as_utc(stored_time), now):
+        return Decision(vm_id, False, Skip.OLDER_REPORT, None, None, reported_hash)
+    status = report.status
+    if status == UP and record.status == DOWN:
         moved = host if record.host != host else None
-        return _started_again(Decision(vm_id, False, None, UP, moved, reported_hash), record)
+        return _started_again(vm_id, moved, reported_hash, record)
     if record.host != host:
-        if report.status == UP and record.status == MIGRATION_SOURCE:
-            return _by_hash(Decision(vm_id, False, None, UP, host, reported_hash), record)
-        return skip(Skip.OTHER_HOST)
-    if report.status not in RECONCILED and report.status not in NOT_RECONCILED:
-        return skip(Skip.UNKNOWN_STATUS)
-    new_status = report.status if report.status != record.status else None
-    if report.status in NOT_RECONCILED:
-        return skip(Skip.NOT_RECONCILED, new_status)
-    return _by_hash(Decision(vm_id, False, None, new_status, None, reported_hash), record)
+        if status == UP and record.status == MIGRATION_SOURCE:
+            return _by_hash(vm_id, UP, host, reported_hash, record)
+        return Decision(vm_id, False, Skip.OTHER_HOST, None, None, reported_hash)
+    new_status = status if status != record.status else None
+    if status in RECONCILED:
+        return _by_hash(vm_id, new_status, None, reported_hash, record)
+    if status in NOT_RECONCILED:
+        return Decision(vm_id, False, Skip.NOT_RECONCILED, new_status, None, reported_hash)
+    return Decision(vm_id, False, Skip.UNKNOWN_STATUS, None, None, reported_hash)
 
 
-def _started_again(decision: Decision, record: VmState) -> Decision:
+def _started_again(vm_id: str, moved: str | None, reported_hash: str | None,
+                   record: VmState) -> Decision:
     """Rule 3: a VM that was ``Down`` runs again; its devices are read again."""
-    if decision.hash is None:
-        return decision._replace(skip=Skip.NO_HASH)
-    if decision.hash == record.last_error_hash and decision.hash != record.hash:
-        return decision._replace(skip=Skip.KNOWN_BAD)
-    return decision._replace(fetch=True)
+    if reported_hash is None:
+        skip = Skip.NO_HASH
+    elif reported_hash == record.last_error_hash and reported_hash != record.hash:
+        skip = Skip.KNOWN_BAD
+    else:
+        skip = None
+    return Decision(vm_id, skip is None, skip, UP, moved, reported_hash)
 
 
-def _by_hash(decision: Decision, record: VmState) -> Decision:
+def _by_hash(vm_id: str, status: str | None, host: str | None, reported_hash: str | None,
+             record: VmState) -> Decision:
     """Rule 7: fetch only a hash that is set, new, and not known to be bad."""
-    if decision.hash is None:
-        return decision._replace(skip=Skip.NO_HASH)
-    if decision.hash == record.hash:
-        return decision._replace(skip=Skip.UNCHANGED)
-    if decision.hash == record.last_error_hash:
-        return decision._replace(skip=Skip.KNOWN_BAD)
-    return decision._replace(fetch=True)
+    if reported_hash is None:
+        skip = Skip.NO_HASH
+    elif reported_hash == record.hash:
+        skip = Skip.UNCHANGED
+    elif reported_hash == record.last_error_hash:
+        skip = Skip.KNOWN_BAD
+    else:
+        skip = None
+    return Decision(vm_id, skip is None, skip, status, host, reported_hash)
 
 
 def _as_utc(moment: datetime) -> datetime:
