@@ -3,7 +3,7 @@
 * ``monotonic()``: intervals, backoffs, TTL timers, health. It never steps.
 * ``utc()``: the process's UTC wall clock. It is the database's clock on SQLite (which
   has none of its own) for report times and lock expiry; on PostgreSQL the database's
-  ``now()`` is used instead (``Store.now``, ``Tx.now``).
+  ``now()`` is used instead (``Tx.now``).
 
 The wall clock steps (an NTP correction back, a clock set a year ahead). ``SteadyUtc``
 is the wall clock as SQLite's database clock reads it: it follows the system clock,

@@ -326,6 +326,32 @@ def test_a_failing_transaction_rolls_back_and_says_why_in_one_line(store):
         assert tx.count_rows() == 1
 
 
+def test_pinned_transactions_share_one_connection_and_each_commits_or_rolls_back(store):
+    """A tick's transactions share one connection (``Store.pinned``); each is still
+    its own transaction, and a transaction opened inside another gets its own."""
+    connections = []
+    with store.pinned():
+        with store.transaction() as tx:
+            tx.upsert_vm(vm(1))
+            connections.append(tx._connection)
+        with pytest.raises(RuntimeError), store.transaction() as tx:
+            tx.upsert_vm(vm(2))
+            connections.append(tx._connection)
+            raise RuntimeError("rolled back")
+        with store.transaction() as tx:
+            assert sorted(tx.vms([vm_id(1), vm_id(2)])) == [vm_id(1)]
+            connections.append(tx._connection)
+            if store.dialect == "postgresql":  # SQLite would wait for its own write lock
+                with store.transaction() as inner:
+                    assert inner._connection is not tx._connection
+    assert connections[0] is connections[1] is connections[2]
+    assert connections[0].closed  # given back to the pool at the end of the block
+    with store.transaction() as first:
+        pass
+    with store.transaction() as second:
+        assert second._connection is not first._connection  # not pinned: one each
+
+
 def test_an_exception_in_the_block_rolls_back(store):
     with pytest.raises(KeyError):
         with store.transaction() as tx:

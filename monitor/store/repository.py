@@ -9,6 +9,7 @@ failures leave as a one-line StoreError whose ``transient`` says whether to retr
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -47,33 +48,68 @@ from monitor.store.schema import (
     worker_heartbeats,
 )
 
-CHUNK = 500  # ids per IN (...): far below SQLite's and PostgreSQL's parameter limits
+CHUNK = 500  # ids per IN (...) or ANY(...): far below SQLite's and PostgreSQL's parameter limits
 
 _IDS = sa.bindparam("ids", expanding=True)
 _SELECT_VMS = sa.select(*VM_COLUMNS).where(vms.c.id.in_(_IDS))
-_SELECT_ROWS = sa.select(*DEVICE_COLUMNS).where(vm_devices.c.vm_id.in_(_IDS))
-_SELECT_HASH_TIMES = (
-    sa.select(vms.c.id, vms.c.hash_time).where(vms.c.id.in_(_IDS)).order_by(vms.c.id)
-    .with_for_update()  # PostgreSQL: no concurrent advance between the check and the UPDATE
-)
-_HELD = (  # the lock rows of these VMs that holder still holds with token, unexpired
-    vm_device_locks.c.vm_id.in_(_IDS),
-    vm_device_locks.c.holder == sa.bindparam("b_holder"),
-    vm_device_locks.c.token == sa.bindparam("b_token"),
-    vm_device_locks.c.expires_at > sa.bindparam("b_now"),
-)
-_LOCKS_HELD = sa.select(vm_device_locks.c.vm_id).where(*_HELD).order_by(vm_device_locks.c.vm_id)
-_LOCKS_HELD_FOR_UPDATE = _LOCKS_HELD.with_for_update()
-_RELEASE_LOCKS_HELD = sa.delete(vm_device_locks).where(*_HELD).returning(vm_device_locks.c.vm_id)
-_RELEASE_LOCKS = sa.delete(vm_device_locks).where(
-    vm_device_locks.c.vm_id.in_(_IDS), vm_device_locks.c.holder == sa.bindparam("b_holder"))
-_RELEASE_LOCKS_OF_TOKEN = _RELEASE_LOCKS.where(vm_device_locks.c.token == sa.bindparam("b_token"))
 _HOST = sa.bindparam("b_host")
 _SELECT_VMS_ON_HOST = sa.select(*VM_COLUMNS).where(vms.c.host == _HOST)
 _STATE_COLUMNS = tuple(vms.c[name] for name in VmState._fields)
-_SELECT_STATES = sa.select(*_STATE_COLUMNS).where(vms.c.id.in_(_IDS))
-_SELECT_STATES_OR_ON_HOST = sa.select(*_STATE_COLUMNS).where(
-    sa.or_(vms.c.id.in_(_IDS), vms.c.host == _HOST))
+
+
+def _among_ids(dialect: str) -> Callable[[sa.Column], sa.ColumnElement[bool]]:
+    """``column`` among the bound list ``ids``. PostgreSQL: ``= ANY(:ids)``, one array
+    parameter, so the statement's text is the same for any number of ids (an IN list
+    of 100 ids cost SQLAlchemy 100 bind renderings and psycopg a new query to parse,
+    each time: ~0.4 ms of a host's first read). SQLite: ``IN (...)``, expanded."""
+    if dialect == "postgresql":
+        return lambda column: column == sa.any_(
+            sa.bindparam("ids", type_=postgresql.ARRAY(column.type)))
+    return lambda column: column.in_(sa.bindparam("ids", expanding=True))
+
+
+class _ByIds(NamedTuple):
+    """The statements a tick runs over a list of VM ids, built once per dialect."""
+
+    states: sa.Select
+    states_or_on_host: sa.Select
+    rows: sa.Select
+    hash_times: sa.Select
+    locks_held: sa.Select
+    release_locks_held: sa.Delete
+    release_locks: sa.Delete
+    release_locks_of_token: sa.Delete
+
+
+def _by_ids(dialect: str) -> _ByIds:
+    among = _among_ids(dialect)
+    locks = vm_device_locks.c
+    held = (  # the lock rows of these VMs that holder still holds with token, unexpired
+        among(locks.vm_id),
+        locks.holder == sa.bindparam("b_holder"),
+        locks.token == sa.bindparam("b_token"),
+        locks.expires_at > sa.bindparam("b_now"),
+    )
+    locks_held = sa.select(locks.vm_id).where(*held).order_by(locks.vm_id)
+    release = sa.delete(vm_device_locks).where(among(locks.vm_id),
+                                               locks.holder == sa.bindparam("b_holder"))
+    return _ByIds(
+        states=sa.select(*_STATE_COLUMNS).where(among(vms.c.id)),
+        states_or_on_host=sa.select(*_STATE_COLUMNS).where(
+            sa.or_(among(vms.c.id), vms.c.host == _HOST)),
+        rows=sa.select(*DEVICE_COLUMNS).where(among(vm_devices.c.vm_id)),
+        # PostgreSQL: no concurrent advance between the check and the UPDATE
+        hash_times=sa.select(vms.c.id, vms.c.hash_time).where(among(vms.c.id))
+        .order_by(vms.c.id).with_for_update(),
+        # PostgreSQL: the rows found stay locked until the transaction ends (the fence)
+        locks_held=locks_held.with_for_update() if dialect == "postgresql" else locks_held,
+        release_locks_held=sa.delete(vm_device_locks).where(*held).returning(locks.vm_id),
+        release_locks=release,
+        release_locks_of_token=release.where(locks.token == sa.bindparam("b_token")),
+    )
+
+
+_BY_IDS = {dialect: _by_ids(dialect) for dialect in ("postgresql", "sqlite")}
 _NOW = sa.select(sa.func.statement_timestamp(type_=UtcDateTime()))
 
 
@@ -108,6 +144,7 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._pinned = threading.local()  # .connection: this thread's, inside ``pinned``
 
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> "Store":
@@ -146,22 +183,41 @@ class Store:
         ``kind`` is a ``Tx`` subclass with more statements (``store.leases.LeaseTx``).
         """
         try:
-            with self._engine.begin() as connection:
+            if not hasattr(self._pinned, "connection"):
+                with self._engine.begin() as connection:
+                    yield (kind or Tx)(connection)
+                return
+            connection = self._pinned.connection
+            if connection is None or connection.closed:
+                connection = self._pinned.connection = self._engine.connect()
+            if connection.in_transaction():  # a transaction inside another: its own
+                with self._engine.begin() as connection:
+                    yield (kind or Tx)(connection)
+                return
+            with connection.begin():
                 yield (kind or Tx)(connection)
         except sa.exc.SQLAlchemyError as error:
             raise store_error(error, self._engine.url) from error
 
-    def now(self, process_utc: Callable[[], datetime]) -> datetime:
-        """The database's clock, outside any transaction: a report time is read with
-        it when a poll returns (PostgreSQL ``now()``; SQLite ``process_utc()``, read
-        before waiting for the database's write lock)."""
-        if self.dialect != "postgresql":
-            return process_utc()
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """The block's transactions in this thread share one connection, taken from the
+        pool at the first of them and given back at the end (a tick: docs/performance.md,
+        "One connection per tick"). On PostgreSQL each checkout costs a round trip (the
+        pool pings a connection before handing it out, so a server restart is survived)
+        and each return another (the reset); a tick of three transactions pays them
+        once. A connection the database dropped is replaced at the next transaction."""
+        if hasattr(self._pinned, "connection"):
+            yield  # already pinned by an outer block
+            return
+        self._pinned.connection = None
         try:
-            with self._engine.connect() as connection:
-                return connection.execute(_NOW).scalar_one()
-        except sa.exc.SQLAlchemyError as error:
-            raise store_error(error, self._engine.url) from error
+            yield
+        finally:
+            connection = self._pinned.connection
+            del self._pinned.connection
+            if connection is not None:
+                connection.close()
 
     def limit_idle_transactions(self, seconds: float) -> None:
         """PostgreSQL: the server rolls back a transaction of ours idle for ``seconds``
@@ -181,10 +237,11 @@ class Store:
 class Tx:
     """The statements of one transaction. Get one from ``Store.transaction()``."""
 
-    __slots__ = ("_connection", "_locked_hash_times")
+    __slots__ = ("_connection", "_by_ids", "_locked_hash_times")
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
+        self._by_ids = _BY_IDS[connection.dialect.name]
         # The hash times of the VM rows ``lock_vms`` locked: no other transaction can
         # change them before this one ends, so ``advance_hashes`` needs no second read.
         self._locked_hash_times: dict[str, datetime | None] = {}
@@ -211,7 +268,7 @@ class Tx:
         vanished ones)."""
         found: dict[str, VmState] = {}
         for number, chunk in enumerate(_chunks(vm_ids, at_least_one=True)):
-            query = _SELECT_STATES_OR_ON_HOST if number == 0 else _SELECT_STATES
+            query = self._by_ids.states_or_on_host if number == 0 else self._by_ids.states
             for row in self._connection.execute(query, {"ids": chunk, "b_host": host}).all():
                 found[row[0]] = VmState(*row)
         return found
@@ -317,7 +374,8 @@ class Tx:
         return {
             vm_id: hash_time
             for chunk in _chunks(sorted(vm_ids))
-            for vm_id, hash_time in self._connection.execute(_SELECT_HASH_TIMES, {"ids": chunk})
+            for vm_id, hash_time in self._connection.execute(self._by_ids.hash_times,
+                                                             {"ids": chunk})
         }
 
     def lock_vms(self, vm_ids: Iterable[str]) -> None:
@@ -367,7 +425,7 @@ class Tx:
         found: dict[str, list[DeviceRow]] = {vm_id: [] for vm_id in vm_ids}
         with collector.paused():
             for chunk in _chunks(found):
-                for row in self._connection.execute(_SELECT_ROWS, {"ids": chunk}).all():
+                for row in self._connection.execute(self._by_ids.rows, {"ids": chunk}).all():
                     found[row[1]].append(DeviceRow(*row))
         by_device_id = attrgetter("device_id")
         for rows in found.values():
@@ -484,9 +542,7 @@ class Tx:
         take those locks between the check and the commit; SQLite's ``BEGIN IMMEDIATE``
         already holds the whole database.
         """
-        query = _LOCKS_HELD
-        if self._connection.dialect.name == "postgresql":
-            query = _LOCKS_HELD_FOR_UPDATE
+        query = self._by_ids.locks_held
         params = {"b_holder": holder, "b_token": token, "b_now": now}
         return {
             vm_id
@@ -509,7 +565,7 @@ class Tx:
         return {
             vm_id
             for chunk in _chunks(sorted(set(vm_ids)))
-            for vm_id in self._connection.execute(_RELEASE_LOCKS_HELD,
+            for vm_id in self._connection.execute(self._by_ids.release_locks_held,
                                                   {"ids": chunk, **params}).scalars()
         }
 
@@ -555,7 +611,8 @@ class Tx:
                       token: str | None = None) -> None:
         """Release the locks ``holder`` holds on these VMs (with ``token``, when given:
         then a later taking under the same name stays); others' locks stay."""
-        statement = _RELEASE_LOCKS if token is None else _RELEASE_LOCKS_OF_TOKEN
+        by_ids = self._by_ids
+        statement = by_ids.release_locks if token is None else by_ids.release_locks_of_token
         params = {"b_holder": holder, "b_token": token}
         for chunk in _chunks(vm_ids):
             self._connection.execute(statement, {"ids": chunk, **params})

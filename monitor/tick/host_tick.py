@@ -88,7 +88,9 @@ def run_tick(source: HostSource, context: TickContext,
     started = time.perf_counter()
     summary = TickSummary(host=source.name)
     try:
-        with collector.paused():  # nothing a tick builds is in a cycle (monitor/collector.py)
+        # Nothing a tick builds is in a cycle (monitor/collector.py); its transactions
+        # share one connection (Store.pinned).
+        with collector.paused(), context.store.pinned():
             _tick(source, context, summary, lease)
     except LeaseLost as error:
         summary.lease_lost = True  # logged once: the lease is marked lost, no tick follows
@@ -115,11 +117,15 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary,
         return
     finally:
         _count_reads(source, summary)
-    report_time = context.store.now(context.process_utc)  # when the poll returned
+    # The report time is the database's clock when the poll returned: on SQLite the
+    # process's, read before waiting for the write lock; on PostgreSQL its own, read by
+    # the first statement of the transaction that follows (docs/operations.md, "Clocks").
+    polled_at = context.process_utc()
     summary.polled = len(reports)
     fence = Fence(context.holder, context.process_utc, lease)
     leftover = context.unreleased.get(host, {})
     with context.store.transaction() as tx:
+        report_time = tx.now(lambda: polled_at)
         known = tx.vm_states_and_host(reports, host)
         read_at = tx.now(context.process_utc)
         for token, vm_ids in leftover.items():
