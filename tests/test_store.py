@@ -23,6 +23,10 @@ from monitor.store.schema import FILLFACTOR, metadata
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def vm_id(n: int) -> str:
     return f"00000000-0000-4000-8000-{n:012d}"
 
@@ -198,10 +202,12 @@ def test_advance_hashes_after_lock_vms_guards_with_the_hash_times_read_under_the
         tx.upsert_vm(vm(2, hash="b", hash_time=T0))
     later, earlier = T0 + timedelta(seconds=1), T0 - timedelta(seconds=1)
     with store.transaction() as tx:
-        tx.lock_vms([vm_id(2), vm_id(1), vm_id(9)])
+        before = tx.now(utc_now)
+        locked_at = tx.lock_vms([vm_id(2), vm_id(1), vm_id(9)], utc_now)
+        assert before <= locked_at <= tx.now(utc_now)  # the database's clock, with the lock
         advanced = tx.advance_hashes([HashAdvance(vm_id(1), "a2", later),
                                       HashAdvance(vm_id(2), "b2", earlier),
-                                      HashAdvance(vm_id(9), "z", later)])
+                                      HashAdvance(vm_id(9), "z", later)], locked_at)
         assert advanced == {vm_id(1)}
         # Advanced in this transaction: a second advance decides on the new time.
         assert tx.advance_hashes([HashAdvance(vm_id(1), "a3", T0)]) == set()
@@ -219,8 +225,13 @@ def test_vm_states_and_host_reads_what_the_plan_decides_on(store):
         tx.set_status(vm_id(2), "Down", host="elsewhere")
         tx.upsert_vm(vm(3))
         tx.record_error(vm_id(3), "bad", "not XML")
-        states = tx.vm_states_and_host([vm_id(1), vm_id(2), vm_id(4)], vm(3).host)
+        before = tx.now(utc_now)
+        states, read_at = tx.vm_states_and_host([vm_id(1), vm_id(2), vm_id(4)], vm(3).host,
+                                                utc_now)
+        assert before <= read_at <= tx.now(utc_now)  # the database's clock at the read
         records = tx.vms([vm_id(1), vm_id(2), vm_id(3)])
+        nothing, read_then = tx.vm_states_and_host([vm_id(4)], "no-such-host", utc_now)
+        assert nothing == {} and read_at <= read_then <= tx.now(utc_now)
     assert sorted(states) == [vm_id(1), vm_id(2), vm_id(3)]  # 3: on the host; 4: unknown
     for vm_key, state in states.items():
         record = records[vm_key]

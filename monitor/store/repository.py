@@ -68,6 +68,9 @@ def _among_ids(dialect: str) -> Callable[[sa.Column], sa.ColumnElement[bool]]:
     return lambda column: column.in_(sa.bindparam("ids", expanding=True))
 
 
+_STATEMENT_TIME = sa.func.statement_timestamp(type_=UtcDateTime())
+
+
 class _ByIds(NamedTuple):
     """The statements a tick runs over a list of VM ids, built once per dialect."""
 
@@ -93,13 +96,16 @@ def _by_ids(dialect: str) -> _ByIds:
     locks_held = sa.select(locks.vm_id).where(*held).order_by(locks.vm_id)
     release = sa.delete(vm_device_locks).where(among(locks.vm_id),
                                                locks.holder == sa.bindparam("b_holder"))
+    # PostgreSQL: the reads of VM rows also give the database's clock when they read
+    # them (one statement, not a read and a ``now()``); SQLite has no clock to read.
+    clock = (_STATEMENT_TIME,) if dialect == "postgresql" else ()
     return _ByIds(
-        states=sa.select(*_STATE_COLUMNS).where(among(vms.c.id)),
-        states_or_on_host=sa.select(*_STATE_COLUMNS).where(
+        states=sa.select(*_STATE_COLUMNS, *clock).where(among(vms.c.id)),
+        states_or_on_host=sa.select(*_STATE_COLUMNS, *clock).where(
             sa.or_(among(vms.c.id), vms.c.host == _HOST)),
         rows=sa.select(*DEVICE_COLUMNS).where(among(vm_devices.c.vm_id)),
         # PostgreSQL: no concurrent advance between the check and the UPDATE
-        hash_times=sa.select(vms.c.id, vms.c.hash_time).where(among(vms.c.id))
+        hash_times=sa.select(vms.c.id, vms.c.hash_time, *clock).where(among(vms.c.id))
         .order_by(vms.c.id).with_for_update(),
         # PostgreSQL: the rows found stay locked until the transaction ends (the fence)
         locks_held=locks_held.with_for_update() if dialect == "postgresql" else locks_held,
@@ -262,16 +268,23 @@ class Tx:
         rows = self._connection.execute(_SELECT_VMS_ON_HOST, {"b_host": host})
         return {row[0]: VmRecord(*row) for row in rows}
 
-    def vm_states_and_host(self, vm_ids: Iterable[str], host: str) -> dict[str, VmState]:
+    def vm_states_and_host(self, vm_ids: Iterable[str], host: str,
+                           process_utc: Callable[[], datetime]
+                           ) -> tuple[dict[str, VmState], datetime]:
         """The states of the VMs of ``vm_ids`` and of every VM the DB places on ``host``,
         in one read (a tick's first read: its reports' VMs, and its host's VMs for
-        vanished ones)."""
+        vanished ones), and the database's clock when they were read (``now``: on
+        PostgreSQL the reading statement's own ``statement_timestamp()``)."""
         found: dict[str, VmState] = {}
+        read_at = None
+        fields = len(VmState._fields)
         for number, chunk in enumerate(_chunks(vm_ids, at_least_one=True)):
             query = self._by_ids.states_or_on_host if number == 0 else self._by_ids.states
             for row in self._connection.execute(query, {"ids": chunk, "b_host": host}).all():
-                found[row[0]] = VmState(*row)
-        return found
+                found[row[0]] = VmState(*row[:fields])
+                if len(row) > fields:
+                    read_at = row[fields]
+        return found, read_at or self.now(process_utc)
 
     def set_down_if_still(self, vm_id: str, host: str, status: str | None) -> bool:
         """``Down``, only if the VM is still on ``host`` with ``status`` (a hand-over or
@@ -351,7 +364,7 @@ class Tx:
         locked = self._locked_hash_times
         stored = {item.vm_id: locked[item.vm_id] for item in items if item.vm_id in locked}
         stored.update(self._read_hash_times(item.vm_id for item in items
-                                            if item.vm_id not in locked))
+                                            if item.vm_id not in locked)[0])
         groups: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
         advanced: set[str] = set()
         for item in items:
@@ -368,17 +381,21 @@ class Tx:
             locked.pop(vm_id, None)  # written: read it again if asked again
         return advanced
 
-    def _read_hash_times(self, vm_ids: Iterable[str]) -> dict[str, datetime | None]:
+    def _read_hash_times(self, vm_ids: Iterable[str]
+                         ) -> tuple[dict[str, datetime | None], datetime | None]:
         """The stored report times of these VMs, their rows locked (PostgreSQL
-        ``FOR UPDATE``, in id order) until the transaction ends."""
-        return {
-            vm_id: hash_time
-            for chunk in _chunks(sorted(vm_ids))
-            for vm_id, hash_time in self._connection.execute(self._by_ids.hash_times,
-                                                             {"ids": chunk})
-        }
+        ``FOR UPDATE``, in id order) until the transaction ends; and on PostgreSQL the
+        database's clock when the last of them was read (None if none was, or SQLite)."""
+        found: dict[str, datetime | None] = {}
+        read_at = None
+        for chunk in _chunks(sorted(vm_ids)):
+            for row in self._connection.execute(self._by_ids.hash_times, {"ids": chunk}):
+                found[row[0]] = row[1]
+                if len(row) > 2:
+                    read_at = row[2]
+        return found, read_at
 
-    def lock_vms(self, vm_ids: Iterable[str]) -> None:
+    def lock_vms(self, vm_ids: Iterable[str], process_utc: Callable[[], datetime]) -> datetime:
         """PostgreSQL: lock these VMs' rows, in id order, until the transaction ends.
 
         Taken before reading the VMs' device rows, so that another transaction
@@ -388,10 +405,16 @@ class Tx:
         land over it. SQLite needs nothing: BEGIN IMMEDIATE holds the write lock.
         The lock is taken by reading the rows' hash times, which then serve
         ``advance_hashes`` in this transaction without a second read.
+
+        Returns the database's clock once the rows are locked (``now``; on PostgreSQL
+        the locking statement's own ``statement_timestamp()``): later than every
+        commit of those rows the rest of the transaction sees.
         """
         if self._connection.dialect.name != "postgresql":
-            return
-        self._locked_hash_times.update(self._read_hash_times(vm_ids))
+            return process_utc()
+        found, read_at = self._read_hash_times(vm_ids)
+        self._locked_hash_times.update(found)
+        return read_at or self.now(process_utc)
 
     # --- the host lease ------------------------------------------------------------
 

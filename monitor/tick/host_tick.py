@@ -126,8 +126,7 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary,
     leftover = context.unreleased.get(host, {})
     with context.store.transaction() as tx:
         report_time = tx.now(lambda: polled_at)
-        known = tx.vm_states_and_host(reports, host)
-        read_at = tx.now(context.process_utc)
+        known, read_at = tx.vm_states_and_host(reports, host, context.process_utc)
         for token, vm_ids in leftover.items():
             tx.release_locks(vm_ids, context.holder, token)
     context.unreleased.pop(host, None)
@@ -338,8 +337,8 @@ def _record_unusable(context: TickContext, fence: Fence, unusable: Sequence[Unus
         return set()
     bad_ids = [bad.vm_id for bad in unusable]
     with context.store.transaction() as tx:
-        tx.lock_vms(bad_ids)  # the order of an apply: the VMs' rows, then their locks
-        kept = fence.claim(tx, bad_ids)  # their locks released by this commit
+        # The order of an apply: the VMs' rows, then their locks (released by this commit).
+        kept = fence.claim(tx, bad_ids, tx.lock_vms(bad_ids, context.process_utc))
         for bad in unusable:
             if bad.vm_id in kept:
                 tx.record_error(bad.vm_id, bad.hash, bad.reason)
@@ -438,8 +437,9 @@ def _apply(context: TickContext, locks: TickLocks, batch: Sequence[Fetched],
     fence = locks.fence
     with context.store.transaction() as tx:
         vm_ids = [item.vm_id for item in batch]
-        tx.lock_vms(vm_ids)  # a concurrent apply of these VMs commits before we read
-        now = fence.now(tx)
+        # A concurrent apply of these VMs commits before we read (the database's clock
+        # read with the lock, once it is held).
+        now = tx.lock_vms(vm_ids, context.process_utc)
         kept = fence.claim(tx, vm_ids, now)  # their locks released by this commit
         batch = [item for item in batch if item.vm_id in kept]
         rows = tx.rows(kept)
