@@ -239,6 +239,16 @@ def test_vm_states_and_host_reads_what_the_plan_decides_on(store):
     assert states[vm_id(3)].last_error_hash == "bad"
 
 
+def test_the_report_time_is_the_database_clock_when_the_poll_returned(store):
+    """SQLite has no clock: the process's, read when the poll returned (before waiting
+    for the write lock); PostgreSQL: its own, at the tick's first read."""
+    polled_at = utc_now()
+    with store.transaction() as tx:
+        _states, read_at = tx.vm_states_and_host([], "host1", utc_now)
+        report_time = tx.report_time(polled_at, read_at)
+    assert report_time == (read_at if store.dialect == "postgresql" else polled_at)
+
+
 def test_record_error_and_set_status_never_touch_the_hash(store):
     with store.transaction() as tx:
         tx.upsert_vm(vm(1, hash="applied", hash_time=T0))

@@ -23,9 +23,9 @@ VMS = 20
 # devices locks taken (one upsert), then the apply (fence check and release in one
 # statement, rows, hash guard and advance, row writes, last XML). PostgreSQL adds the
 # VM row locks (whose hash times serve the guard, and which read the database's clock
-# with them, as the first read does) and two reads of its clock (the report time, the
-# lock's expiry); SQLite the three BEGIN IMMEDIATE.
-ONE_VM_TICK = {"sqlite": 11, "postgresql": 10}
+# with them, as the first read does: the report time) and one read of its clock (the
+# locks' expiry); SQLite the three BEGIN IMMEDIATE.
+ONE_VM_TICK = {"sqlite": 11, "postgresql": 9}
 
 
 def no_progress(phase: str, done: int, total: int) -> None:

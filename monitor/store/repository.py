@@ -286,6 +286,14 @@ class Tx:
                     read_at = row[fields]
         return found, read_at or self.now(process_utc)
 
+    def report_time(self, polled_at: datetime, read_at: datetime) -> datetime:
+        """The report time of a poll that returned just before this transaction, whose
+        first statement read the VMs at ``read_at`` (``vm_states_and_host``): the
+        database's clock when the poll returned (docs/operations.md, "Clocks"). SQLite
+        has none: the process's clock read when the poll returned (``polled_at``, before
+        waiting for the write lock). PostgreSQL: its clock at that first statement."""
+        return read_at if self._connection.dialect.name == "postgresql" else polled_at
+
     def set_down_if_still(self, vm_id: str, host: str, status: str | None) -> bool:
         """``Down``, only if the VM is still on ``host`` with ``status`` (a hand-over or
         another writer since it was read wins); whether it was written."""

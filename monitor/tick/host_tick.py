@@ -117,16 +117,13 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary,
         return
     finally:
         _count_reads(source, summary)
-    # The report time is the database's clock when the poll returned: on SQLite the
-    # process's, read before waiting for the write lock; on PostgreSQL its own, read by
-    # the first statement of the transaction that follows (docs/operations.md, "Clocks").
-    polled_at = context.process_utc()
+    polled_at = context.process_utc()  # SQLite's report time: before the write lock
     summary.polled = len(reports)
     fence = Fence(context.holder, context.process_utc, lease)
     leftover = context.unreleased.get(host, {})
     with context.store.transaction() as tx:
-        report_time = tx.now(lambda: polled_at)
         known, read_at = tx.vm_states_and_host(reports, host, context.process_utc)
+        report_time = tx.report_time(polled_at, read_at)
         for token, vm_ids in leftover.items():
             tx.release_locks(vm_ids, context.holder, token)
     context.unreleased.pop(host, None)
