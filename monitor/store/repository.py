@@ -116,7 +116,7 @@ def _by_ids(dialect: str) -> _ByIds:
 
 
 _BY_IDS = {dialect: _by_ids(dialect) for dialect in ("postgresql", "sqlite")}
-_NOW = sa.select(sa.func.statement_timestamp(type_=UtcDateTime()))
+_NOW = sa.select(_STATEMENT_TIME)
 
 
 def new_token() -> str:
