@@ -56,3 +56,11 @@ def test_keys_print_and_serialize_as_their_strings():
     assert "skipped[lock-lost=1] errors[bad-report=2]" in summary.line()
     assert json.dumps(summary.errors) == '{"bad-report": 2}'
     assert summary.errors["bad-report"] == 2  # a plain string finds the member's count
+
+
+def test_a_count_added_but_never_incremented_is_not_printed():
+    summary = TickSummary(host="h")
+    summary.skipped[Skip.LOCK_LOST] += 0  # a tick that lost no lock still adds its count
+    summary.skipped[Skip.LOCKED] += 3
+    summary.errors[ErrorKind.MISSING] += 0
+    assert "skipped[locked=3] errors[-]" in summary.line()

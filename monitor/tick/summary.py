@@ -70,9 +70,8 @@ class TickSummary:
 
     def line(self) -> str:
         """The one summary line per tick an operator reads."""
-        rules = ",".join(f"{name}={count}" for name, count in sorted(self.rules.items()))
-        errors = ",".join(f"{name}={count}" for name, count in sorted(self.errors.items()))
-        skipped = ",".join(f"{name}={count}" for name, count in sorted(self.skipped.items()))
+        rules, errors, skipped = (_counts(self.rules), _counts(self.errors),
+                                  _counts(self.skipped))
         parts = [
             f"host={self.host}",
             f"polled={self.polled}",
@@ -107,3 +106,8 @@ class TickSummary:
         self.events.update(other.events)
         self.skipped.update(other.skipped)
         self.errors.update(other.errors)
+
+
+def _counts(counter: Counter) -> str:
+    """``name=count,...`` sorted by name; a zero count (added, never incremented) is left out."""
+    return ",".join(f"{name}={count}" for name, count in sorted(counter.items()) if count)
