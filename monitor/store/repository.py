@@ -194,7 +194,7 @@ class Store:
                     yield (kind or Tx)(connection)
                 return
             connection = self._pinned.connection
-            if connection is None or connection.closed:
+            if connection is None:  # the block's first transaction
                 connection = self._pinned.connection = self._engine.connect()
             if connection.in_transaction():  # a transaction inside another: its own
                 with self._engine.begin() as connection:
@@ -209,7 +209,7 @@ class Store:
     def pinned(self) -> Iterator[None]:
         """The block's transactions in this thread share one connection, taken from the
         pool at the first of them and given back at the end (a tick: docs/performance.md,
-        "One connection per tick"). On PostgreSQL each checkout costs a round trip (the
+        "The fourth wave"). On PostgreSQL each checkout costs a round trip (the
         pool pings a connection before handing it out, so a server restart is survived)
         and each return another (the reset); a tick of three transactions pays them
         once. A connection the database dropped is replaced at the next transaction."""
