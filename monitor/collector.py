@@ -4,7 +4,7 @@ A tick allocates a few hundred thousand short-lived objects per host (parsed dev
 rows, legacy dicts, row changes), none of them in a reference cycle: reference counting
 frees them all. The collector would still scan them, and, as a batch's survivors pile
 up, rescan every object of the process in full collections: measured at a fifth of a
-10,000-VM full tick (docs/performance.md, "The collector"). So the tick, and the bulk
+10,000-VM full tick (docs/performance.md, "The fourth wave"). So the tick, and the bulk
 reads of the store, run with it paused.
 """
 

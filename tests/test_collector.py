@@ -1,5 +1,5 @@
 """A tick runs with Python's cyclic collector paused, and builds no reference cycle for
-it to find (monitor/collector.py; docs/performance.md, "The collector")."""
+it to find (monitor/collector.py; docs/performance.md, "The fourth wave")."""
 
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ class VmRecord:
 class VmState(NamedTuple):
     """What a tick's plan reads of a stored VM (``monitor.tick.bookkeeping``): the
     ``VmRecord`` fields it decides on, without the name, the last error's text or the
-    run-VM definition, which a tick never reads (docs/performance.md, "The tick's read")."""
+    run-VM definition, which a tick never reads (docs/performance.md, "The fourth wave")."""
 
     id: str
     host: str | None
