@@ -272,6 +272,18 @@ KEYS = [
                  "</channel>",
                  {"target_type": "virtio", "target_name": "org.qemu.guest_agent.0"},
                  id="channel"),
+    # A kind's children are found in one pass (domxml/vocabulary.py): as lxml's find,
+    # the first child of a tag counts, comments and other namespaces' elements do not.
+    pytest.param("<disk type='file' device='disk'><!-- x --><target dev='vdb'/>"
+                 "<target dev='vdc' bus='scsi'/><serial> S1 </serial><serial>S2</serial>"
+                 "<readonly/></disk>",
+                 {"target_dev": "vdb", "serial": "S1", "readonly": True},
+                 id="disk-first-child-of-each-tag"),
+    pytest.param("<disk type='file' device='disk' xmlns:x='urn:x'><x:target dev='vdz'/>"
+                 "<x:serial>X</x:serial><serial/><source file=''/><source dev='/dev/b'/></disk>",
+                 {}, id="disk-empty-serial-other-namespace-and-first-source"),
+    pytest.param("<channel type='unix'><target/><target type='virtio' name='n'/></channel>",
+                 {}, id="channel-first-target-has-no-attributes"),
     # Singletons are told apart by their kind (and video/graphics by `device`): no fields.
     pytest.param("<video><model type='vga' vram='16384'/></video>", {}, id="video"),
     pytest.param("<memballoon model='none'/>", {}, id="balloon"),
