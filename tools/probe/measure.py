@@ -13,6 +13,10 @@ collector paused as in a tick:
 * ``c_reader_convert_ratio``: ``convert_s`` with ``parse_domain`` replaced by lxml's
   parse plus what the C reader adds to its own parse, over the floor. A lower bound:
   the C tuples are not yet the ``ReportedDevice`` objects matching takes.
+* ``stages``: where ``convert_s`` goes, each stage timed as ``convert`` runs it (the
+  document parsed just before, so its tree is warm): the parse with the hostile-input
+  checks, the devices read, the metadata read, the matching, the legacy dicts; each
+  in seconds and in µs per device;
 * ``least_correlate_s``: the least correlation any Python code does, on the C tuples:
   per device one lookup of its alias among the VM's rows and a legacy dict of seven
   keys with copies of the address and spec params; no natural key, no veto, no
@@ -32,7 +36,11 @@ from monitor import collector
 from monitor.bench.fleet import Fleet
 from monitor.bench.runner import _FleetState, load, tick_fleet
 from monitor.domxml import floor, parse_domain
+from monitor.domxml.devices import read_devices
+from monitor.domxml.metadata import read_metadata
+from monitor.domxml.parser import DEFAULT_LIMITS, parse_tree, vm_domain
 from monitor.legacy.converter import convert
+from monitor.matching import match
 from monitor.settings import Settings
 from monitor.wiring import open_store, tick_context
 
@@ -85,6 +93,24 @@ def main() -> None:
                      "address": dict(address), "alias": alias,
                      "specParams": dict(row.spec_params), "matchedBy": "alias"}
 
+    limits = DEFAULT_LIMITS
+
+    def child(xml, tag):
+        return vm_domain(parse_tree(xml, limits)).find(tag)
+
+    # Cumulative: each stage's cost is its line minus the one it builds on.
+    cumulative = {
+        "parse_tree": lambda: each(lambda xml: parse_tree(xml, limits), xmls),
+        "read_devices": lambda: each(lambda xml: read_devices(child(xml, "devices"), limits),
+                                     xmls),
+        "read_metadata": lambda: each(lambda xml: read_metadata(child(xml, "metadata"), limits),
+                                      xmls),
+        "parse_domain": lambda: each(parse_domain, xmls),
+        "match": lambda: each(lambda document: match(
+            document[0], parse_domain(document[1]).devices, rows[document[0]]), documents),
+    }
+    timed = {name: best(args.repeat, work) for name, work in cumulative.items()}
+
     figures = {
         "vms": args.vms,
         "devices": fleet.devices,
@@ -99,6 +125,19 @@ def main() -> None:
             documents)),
     }
     floor_s = figures["lxml_floor_s"]
+    stage_s = {
+        "lxml parse (the floor)": floor_s,
+        "hostile-input checks": timed["parse_tree"] - floor_s,
+        "devices read": timed["read_devices"] - timed["parse_tree"],
+        "metadata read": timed["read_metadata"] - timed["parse_tree"],
+        "matching": timed["match"] - timed["parse_domain"],
+        "legacy dicts": figures["convert_s"] - timed["match"],
+    }
+    figures["stages"] = {
+        name: {"s": round(seconds, 4), "x_floor": round(seconds / floor_s, 2),
+               "us_per_device": round(seconds / fleet.devices * 1e6, 2)}
+        for name, seconds in stage_s.items()
+    }
     c_reading = figures["c_read_s"] - figures["c_parse_s"]
     beyond_reader = figures["convert_s"] - figures["parse_domain_s"]
     figures.update({
