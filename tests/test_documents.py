@@ -1,11 +1,12 @@
-"""The parse step of a tick (monitor/tick/documents.py): the dump's answer in, the usable
-documents, the unusable ones with their reasons, the missing and the unasked VMs out,
-without a store (docs/worker.md, "One tick of one host", step 5)."""
+"""The parse step of a tick (monitor/tick/documents.py): the dump's answer sorted into the
+fetched documents, the missing and the unasked VMs; each fetched document then read as
+usable or unusable with its reason, without a store (docs/worker.md, "One tick of one
+host", steps 5 and 6)."""
 
 from __future__ import annotations
 
 from monitor.settings import Limits
-from monitor.tick.documents import Unusable, read_documents
+from monitor.tick.documents import Fetched, Unusable, Usable, read_document, read_documents
 
 from demo_host import FIRST, SECOND, demo_answer
 
@@ -20,15 +21,19 @@ def test_each_document_is_usable_unusable_missing_or_unasked():
               SECOND: xmls[FIRST],  # FIRST's document under SECOND's id
               "text": "<domain", "number": 7, OTHER: xmls[SECOND]}
 
-    documents = read_documents(asked, hashes, answer, Limits())
+    documents = read_documents(asked, hashes, answer)
 
-    [usable] = documents.usable
+    assert documents.fetched == [Fetched(vm_id, f"h-{vm_id}", answer[vm_id])
+                                 for vm_id in sorted([FIRST, SECOND, "text", "number"])]
+    assert (documents.missing, documents.unasked) == ([GONE], [OTHER])
+    read = {item.vm_id: read_document(item, Limits()) for item in documents.fetched}
+    usable = read.pop(FIRST)
+    assert isinstance(usable, Usable)
     assert (usable.vm_id, usable.hash, usable.xml, usable.parsed.uuid) == (
         FIRST, f"h-{FIRST}", xmls[FIRST], FIRST)
-    by_id = {bad.vm_id: bad for bad in documents.unusable}
-    assert [bad.vm_id for bad in documents.unusable] == sorted(["number", SECOND, "text"])
-    assert by_id["number"] == Unusable("number", "h-number", b"",
-                                       "the host returned a int, not an XML document")
-    assert by_id[SECOND].reason == f"the XML is for VM {FIRST}, not {SECOND}"
-    assert by_id[SECOND].xml == xmls[FIRST] and by_id["text"].xml == b"<domain"
-    assert (documents.missing, documents.unasked) == ([GONE], [OTHER])
+    assert all(isinstance(bad, Unusable) for bad in read.values())
+    assert read["number"] == Unusable("number", "h-number", b"",
+                                      "the host returned a int, not an XML document")
+    assert read[SECOND].reason == f"the XML is for VM {FIRST}, not {SECOND}"
+    assert read[SECOND].xml == xmls[FIRST] and read["text"].xml == b"<domain"
+    assert read["text"].reason.startswith("malformed XML at line 1")

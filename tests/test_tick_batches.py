@@ -90,3 +90,37 @@ def test_emitters_get_committed_vms_only(db_url):
     assert summary.errors["db"] == 1  # its batch was rolled back, then it failed alone
     assert emitter.seen == {vm_id: answer.reports[vm_id].hash  # already committed
                             for vm_id in vm_ids if vm_id != doomed}
+
+
+def test_an_unusable_document_is_recorded_by_the_batch_that_reads_it(db_url):
+    """Each document is read in the batch that applies it (docs/worker.md, "One tick of
+    one host", step 6): a malformed one is recorded there, as its VM's last error with
+    the document kept and its lock released, and the rest of the batch applies; when the
+    batch is rolled back and retried VM by VM, the record is made again in its own."""
+    store = Store.open(db_url)
+    load_document(store, read_document(AGENT_RESTART / "inventory.json"))
+    tick = read_fixture(AGENT_RESTART).ticks[0]
+    answer = tick.answer("host-a")
+    vm_ids = sorted(answer.reports)
+    broken, doomed = vm_ids[0], vm_ids[1]
+    fail_updates_of(db_url, doomed)
+
+    class BrokenFirst(ReplayHostSource):
+        def dump(self, wanted):
+            xmls = dict(super().dump(wanted))
+            xmls[broken] = b"<domain><uuid>"
+            return xmls
+
+    context = TickContext(store=store, holder="test", batch_size=10)
+    summary = run_tick(BrokenFirst(tick, "host-a"), context)
+
+    assert summary.errors["xml"] == 1 and summary.errors["db"] == 1
+    assert summary.applied == len(vm_ids) - 2 and summary.fetched == len(vm_ids)
+    with store.transaction() as tx:
+        record = tx.vm(broken)
+        kept = tx.last_xml(broken)
+        locks = tx.locked_vms(vm_ids, context.clock.utc())
+    assert record.hash is None and record.last_error_hash == answer.reports[broken].hash
+    assert record.last_error.startswith("malformed XML at line 1")
+    assert kept is not None and kept[0] == b"<domain><uuid>"
+    assert locks == set()

@@ -2,9 +2,10 @@
 "Adapters").
 
 A tick hands each correlated VM to the adapters the wiring configured: one
-``TransactionalAdapter`` (the database one) inside the transaction that applies the
-batch, then every ``MonitoringAdapter`` (an emitter, such as JSON lines) once that
-transaction has committed, for the VMs it applied.
+``TransactionalAdapter`` (the database one) decides it as soon as it is correlated and
+writes the batch inside the transaction that applies it, then every
+``MonitoringAdapter`` (an emitter, such as JSON lines) gets it once that transaction
+has committed, for the VMs it applied.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from monitor.store import Tx
 
 
 class Correlated(NamedTuple):
-    """One VM ready to apply: its dicts, the rows they were correlated with, its report."""
+    """One VM correlated: its dicts, the rows they were correlated with, its report."""
 
     converted: ConvertedVm
     rows: Sequence[DeviceRow]
@@ -28,17 +29,29 @@ class Correlated(NamedTuple):
     report_time: datetime
 
 
+class Decided(NamedTuple):
+    """One VM's row changes (``TransactionalAdapter.decide``) and the report they apply."""
+
+    vm_id: str
+    hash: str | None
+    report_time: datetime
+    changes: VmChanges
+
+
 class TransactionalAdapter(Protocol):
-    """Writes a batch of correlated VMs in the caller's transaction ``tx``; a failure
+    """Decides each correlated VM's changes as it comes (``decide``: pure, no I/O), then
+    writes a batch of them in the caller's transaction ``tx`` (``apply``); a failure
     rolls that whole transaction back.
 
-    ``now`` is the database's clock in ``tx``. Returns the changes of the VMs applied,
-    by VM id; a VM missing from the result was not applied (its hash stays) and nothing
+    ``now`` is the database's clock in ``tx``. ``apply`` returns the ids of the VMs it
+    applied; a VM missing from the result was not applied (its hash stays) and nothing
     of it was written.
     """
 
-    def apply(self, tx: Tx, items: Sequence[Correlated],
-              now: datetime | None = None) -> dict[str, VmChanges]: ...
+    def decide(self, item: Correlated) -> VmChanges: ...
+
+    def apply(self, tx: Tx, items: Sequence[Decided],
+              now: datetime | None = None) -> set[str]: ...
 
 
 class MonitoringAdapter(Protocol):

@@ -1,8 +1,9 @@
 """The legacy ``VmDevicesMonitoring`` role on our store: the transactional adapter
 (``base.TransactionalAdapter``) every tick applies through.
 
-It takes correlated VMs, decides their row changes (``legacy.decide``, pure) and writes
-them in the caller's transaction together with each VM's new hash. The hash advance is
+It decides each correlated VM's row changes (``legacy.decide``, pure) as the tick
+hands it over, and writes a batch of them in the caller's transaction together with
+each VM's new hash. The hash advance is
 guarded: if a newer report was applied meanwhile, that VM's changes are not written at
 all, so an older XML never lands over a newer one.
 """
@@ -12,28 +13,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from monitor.adapters.base import Correlated
+from monitor.adapters.base import Correlated, Decided
 from monitor.legacy.decide import decide
 from monitor.model.changes import VmChanges
 from monitor.store import HashAdvance, Tx
 
 
 class DatabaseAdapter:
-    def apply(self, tx: Tx, items: Sequence[Correlated],
-              now: datetime | None = None) -> dict[str, VmChanges]:
-        """Guarded hash advances, then one batch of row writes.
+    def decide(self, item: Correlated) -> VmChanges:
+        return decide(item.converted, item.rows)
+
+    def apply(self, tx: Tx, items: Sequence[Decided],
+              now: datetime | None = None) -> set[str]:
+        """Guarded hash advances, then one batch of the advanced VMs' row writes.
 
         A stored report time later than ``now`` is not trusted
         (``monitor.clock.older_than_stored``).
         """
         advanced = tx.advance_hashes(
-            [HashAdvance(item.converted.vm_id, item.hash, item.report_time) for item in items],
-            now,
-        )
-        changes = {
-            item.converted.vm_id: decide(item.converted, item.rows)
-            for item in items
-            if item.converted.vm_id in advanced
-        }
-        tx.apply_changes(list(changes.values()))
-        return changes
+            [HashAdvance(item.vm_id, item.hash, item.report_time) for item in items], now)
+        tx.apply_changes([item.changes for item in items if item.vm_id in advanced])
+        return advanced

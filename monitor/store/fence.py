@@ -57,7 +57,7 @@ class Fence:
     def claim(self, tx: Tx, vm_ids: Iterable[str],
               now: datetime | None = None) -> frozenset[str]:
         """``check`` for a transaction that writes every VM it returns and is then done
-        with their locks (an apply batch, the bad-XML records): the VMs still held,
+        with their locks (an apply batch, bad XML records included): the VMs still held,
         their locks released by the same statement, effective when ``tx`` commits (and
         held again if it rolls back)."""
         return self._held(tx, tx.release_locks_held, vm_ids, now)

@@ -42,26 +42,26 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from monitor import collector
-from monitor.adapters.base import Correlated
+from monitor.adapters.base import Correlated, Decided
 from monitor.errors import HostError, HostGarbage, LeaseLost, StoreError
 from monitor.faults import fault_point
 from monitor.hosts.source import CountsReads, HostSource, VmReport
 from monitor.legacy.converter import convert
 from monitor.legacy.dicts import ConvertedVm
 from monitor.logfields import fields
-from monitor.model.changes import VmChanges
 from monitor.model.ids import ids_in_several_spellings
 from monitor.model.lease import HostLease
 from monitor.model.rows import VmState
 from monitor.store import Fence
 from monitor.tick.bookkeeping import VANISHED_AFTER, Plan, Skip, plan, vanished
 from monitor.tick.context import TickContext
-from monitor.tick.documents import Documents, Fetched, Unusable, read_documents
+from monitor.tick.documents import Documents, Fetched, Unusable, read_document, read_documents
 from monitor.tick.logged_once import device_identity
 from monitor.tick.summary import ErrorKind, TickSummary
 
@@ -152,14 +152,13 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary,
             return
         fault_point("after-dump")
         hashes = {d.vm_id: d.hash for d in decided.decisions if d.vm_id in held}
-        documents = read_documents(held, hashes, xmls, context.limits)  # no I/O
+        documents = read_documents(held, hashes, xmls)  # no I/O; each read in its batch
         _count_documents(context, summary, documents)
-        still_held -= _record_unusable(context, fence, documents.unusable, report_time, summary)
-        usable = documents.usable
-        for start in range(0, len(usable), context.batch_size):
+        fetched = documents.fetched
+        for start in range(0, len(fetched), context.batch_size):
             if start:
                 fault_point("between-batches")
-            batch = usable[start:start + context.batch_size]
+            batch = fetched[start:start + context.batch_size]
             still_held -= _apply_batch(context, locks, batch, report_time, summary)
         fault_point("before-unlock")
     except StoreError:  # the DB is unavailable: the worker logs that once and backs off
@@ -316,37 +315,13 @@ def _checked_dump(xmls, host: str) -> Mapping:
 
 
 def _count_documents(context: TickContext, summary: TickSummary, documents: Documents) -> None:
-    """Count and log what the dump returned; the unusable documents are logged as recorded."""
+    """Count and log what the dump returned (each document is read in its batch)."""
     _log_unasked(context, summary.host, documents.unasked, summary)
     for vm_id in documents.missing:
         summary.errors[ErrorKind.MISSING] += 1
         log.info("not returned by the dump, retried next tick",
                  extra=fields(host=summary.host, vm=vm_id))
-    summary.fetched += len(documents.usable) + len(documents.unusable)
-
-
-def _record_unusable(context: TickContext, fence: Fence, unusable: Sequence[Unusable],
-                     report_time: datetime, summary: TickSummary) -> set[str]:
-    """Record each unusable document as its VM's last error, with the document kept, in
-    one transaction that releases their locks; the VMs whose locks are done with
-    (recorded, or lost: those are left untouched)."""
-    if not unusable:
-        return set()
-    bad_ids = [bad.vm_id for bad in unusable]
-    with context.store.transaction() as tx:
-        # The order of an apply: the VMs' rows, then their locks (released by this commit).
-        kept = fence.claim(tx, bad_ids, tx.lock_vms(bad_ids, context.process_utc))
-        for bad in unusable:
-            if bad.vm_id in kept:
-                tx.record_error(bad.vm_id, bad.hash, bad.reason)
-                tx.save_last_xml(bad.vm_id, bad.xml, report_time)
-    _lost_locks(summary, set(bad_ids) - kept)
-    summary.errors[ErrorKind.XML] += len(kept)
-    for bad in unusable:
-        if bad.vm_id in kept:
-            log.warning("unusable XML, not fetched again until its hash changes: %s", bad.reason,
-                        extra=fields(host=summary.host, vm=bad.vm_id, kind=ErrorKind.XML))
-    return set(bad_ids)
+    summary.fetched += len(documents.fetched)
 
 
 def _lost_locks(summary: TickSummary, lost: set[str]) -> None:
@@ -368,12 +343,32 @@ def _log_unasked(context: TickContext, host: str, unasked: Sequence[str],
                                 kind=ErrorKind.UNASKED)
 
 
+class Applied(NamedTuple):
+    """What a tick keeps of one VM it applies, until the batch commits: its changes and
+    what the summary and the logs need, not its parsed devices, rows or dicts (a batch
+    that holds those runs ~1.5 x slower: docs/performance.md, "The fifth wave"); the
+    converted VM itself only for the emitters, when there are some."""
+
+    decided: Decided
+    rules: tuple[str, ...]  # the rule of each matched device
+    foreign: tuple[tuple[Hashable, str, str, str, str | None], ...]  # identity, tag, type,
+    #                                                                  device, alias
+    conflicts: tuple[tuple[str, str], ...]  # rule, reason
+    converted: ConvertedVm | None
+
+
+class BatchOutcome(NamedTuple):
+    applied: list[Applied]  # committed, hash advanced
+    unusable: list[Unusable]  # committed: recorded as the VM's last error
+    lost: set[str]  # lock lost before the apply: untouched
+
+
 def _apply_batch(context: TickContext, locks: TickLocks, batch: Sequence[Fetched],
                  report_time: datetime, summary: TickSummary) -> set[str]:
     """Apply a batch in one transaction; the ids whose locks are done with (released by
     that transaction, or lost before it)."""
     try:
-        applied, lost = _apply(context, locks, batch, report_time)
+        outcome = _apply(context, locks, batch, report_time)
     except StoreError as error:
         if error.unavailable:
             raise  # VM by VM would fail alike: the whole tick is retried after a backoff
@@ -386,13 +381,15 @@ def _apply_batch(context: TickContext, locks: TickLocks, batch: Sequence[Fetched
         for one in batch:
             released |= _apply_batch(context, locks, [one], report_time, summary)
         return released
-    _lost_locks(summary, lost)
-    for converted, changes in applied:
+    _lost_locks(summary, outcome.lost)
+    _count_unusable(summary, outcome.unusable)
+    for applied in outcome.applied:
+        vm_id = applied.decided.vm_id
         if context.vm_backoff is not None:
-            context.vm_backoff.succeeded(converted.vm_id)
-        _count(context, summary, converted, changes)
+            context.vm_backoff.succeeded(vm_id)
+        _count(context, summary, applied)
         for emitter in context.emitters:  # committed: the other adapters
-            emitter.handle(converted.vm_id, converted)
+            emitter.handle(vm_id, applied.converted)
     fault_point("after-commit")
     return {item.vm_id for item in batch}
 
@@ -429,52 +426,88 @@ def _vm_failed(context: TickContext, fence: Fence, vm_id: str, error: StoreError
 
 
 def _apply(context: TickContext, locks: TickLocks, batch: Sequence[Fetched],
-           report_time: datetime) -> tuple[list[tuple[ConvertedVm, VmChanges]], set[str]]:
-    """One transaction: the VMs applied (with their changes), and those whose lock was lost."""
+           report_time: datetime) -> BatchOutcome:
+    """One transaction: each VM whose lock is still held read, correlated and decided in
+    turn, then written (or its document recorded as unusable)."""
     fence = locks.fence
+    database = context.database
+    keep_converted = bool(context.emitters)
     with context.store.transaction() as tx:
         vm_ids = [item.vm_id for item in batch]
         # A concurrent apply of these VMs commits before we read (the database's clock
         # read with the lock, once it is held).
         now = tx.lock_vms(vm_ids, context.process_utc)
         kept = fence.claim(tx, vm_ids, now)  # their locks released by this commit
-        batch = [item for item in batch if item.vm_id in kept]
         rows = tx.rows(kept)
-        items = [
-            Correlated(convert(item.vm_id, item.parsed, rows[item.vm_id]),
-                       rows[item.vm_id], item.hash, report_time)
-            for item in batch
-        ]
-        changes = context.database.apply(tx, items, now)  # the transactional adapter
-        tx.save_last_xmls([(item.vm_id, item.xml) for item in batch], report_time)
+        decided: list[Applied] = []
+        unusable: list[Unusable] = []
+        last_xmls: list[tuple[str, bytes]] = []
+        for item in batch:
+            if item.vm_id not in kept:
+                continue
+            # One VM from its bytes to its changes while its tree and objects are in the
+            # cache; only the changes (and the counts) are kept for the batch's writes.
+            document = read_document(item, context.limits)
+            last_xmls.append((item.vm_id, document.xml))
+            if isinstance(document, Unusable):
+                unusable.append(document)
+                continue
+            vm_rows = rows[item.vm_id]
+            converted = convert(item.vm_id, document.parsed, vm_rows)
+            changes = database.decide(Correlated(converted, vm_rows, item.hash, report_time))
+            decided.append(_applied(Decided(item.vm_id, item.hash, report_time, changes),
+                                    converted, keep_converted))
+        advanced = database.apply(tx, [vm.decided for vm in decided], now)
+        for bad in unusable:
+            tx.record_error(bad.vm_id, bad.hash, bad.reason)
+        tx.save_last_xmls(last_xmls, report_time)
         renewed = locks.renewal_due(context)
         if renewed:
             fence.renew(tx, locks.held - set(vm_ids), context.lock_ttl_s)
         fault_point("in-batch")
     if renewed:
         locks.renewed_at = context.clock.monotonic()
-    applied = [(item.converted, changes[item.converted.vm_id])
-               for item in items if item.converted.vm_id in changes]
-    return applied, set(vm_ids) - kept
+    applied = [vm for vm in decided if vm.decided.vm_id in advanced]
+    return BatchOutcome(applied, unusable, set(vm_ids) - kept)
 
 
-def _count(context: TickContext, summary: TickSummary, converted: ConvertedVm,
-           changes: VmChanges) -> None:
+def _applied(decided: Decided, converted: ConvertedVm, keep_converted: bool) -> Applied:
     result = converted.result
+    return Applied(
+        decided,
+        tuple(match.rule.value for match in result.matches),
+        tuple((device_identity(device), device.tag, device.type, device.device,
+               device.alias.name or None) for device in result.foreign),
+        tuple((conflict.rule.value, conflict.reason) for conflict in result.conflicts),
+        converted if keep_converted else None,
+    )
+
+
+def _count_unusable(summary: TickSummary, unusable: Sequence[Unusable]) -> None:
+    """Unusable documents recorded (committed): not fetched again until the hash changes."""
+    if unusable:
+        summary.errors[ErrorKind.XML] += len(unusable)
+    for bad in unusable:
+        log.warning("unusable XML, not fetched again until its hash changes: %s", bad.reason,
+                    extra=fields(host=summary.host, vm=bad.vm_id, kind=ErrorKind.XML))
+
+
+def _count(context: TickContext, summary: TickSummary, applied: Applied) -> None:
+    changes = applied.decided.changes
+    vm_id = applied.decided.vm_id
     summary.applied += 1
     summary.rows_written += changes.rows_written
     summary.changed += bool(changes.rows_written)
-    summary.rules.update(match.rule.value for match in result.matches)
+    summary.rules.update(applied.rules)
     summary.new += len(changes.inserts)
     summary.unplugged += sum(1 for update in changes.updates if not update.is_plugged)
     summary.deleted += len(changes.deletes)
-    summary.foreign += len(result.foreign)
-    summary.conflicts += len(result.conflicts)
-    for device in result.foreign:  # counted every tick
-        context.logged_once.log(log, logging.INFO, summary.host, converted.vm_id,
-                                ("foreign", device_identity(device)),
-                                "foreign device left alone: <%s> %s/%s", device.tag,
-                                device.type, device.device, alias=device.alias.name or None)
-    for conflict in result.conflicts:
-        log.warning("conflict under %s: %s", conflict.rule.value, conflict.reason,
-                    extra=fields(host=summary.host, vm=converted.vm_id, rule=conflict.rule.value))
+    summary.foreign += len(applied.foreign)
+    summary.conflicts += len(applied.conflicts)
+    for identity, tag, type_, device, alias in applied.foreign:  # counted every tick
+        context.logged_once.log(log, logging.INFO, summary.host, vm_id, ("foreign", identity),
+                                "foreign device left alone: <%s> %s/%s", tag, type_, device,
+                                alias=alias)
+    for rule, reason in applied.conflicts:
+        log.warning("conflict under %s: %s", rule, reason,
+                    extra=fields(host=summary.host, vm=vm_id, rule=rule))
