@@ -33,9 +33,11 @@ def convert_result(result: MatchResult, metadata: VmMetadata) -> ConvertedVm:
         (m.device, _legacy(m.device, m.row.device_id, dict(m.row.spec_params), m.rule))
         for m in result.matches
     ]
-    entries += [(new.device, _legacy(new.device, new.device_id, new_spec_params(new.device),
-                                     Rule.NEW_UNMANAGED)) for new in result.new]
-    entries.sort(key=lambda entry: entry[0].position)
+    if result.new:  # the matches come sorted by position already
+        entries += [(new.device, _legacy(new.device, new.device_id,
+                                         new_spec_params(new.device), Rule.NEW_UNMANAGED))
+                    for new in result.new]
+        entries.sort(key=lambda entry: entry[0].position)
     guest_disks: dict[str, GuestDisk] = {}
     for device, legacy in entries:
         if disks and device.type == "disk":
@@ -53,9 +55,11 @@ def convert_result(result: MatchResult, metadata: VmMetadata) -> ConvertedVm:
 
 def _legacy(device: ReportedDevice, device_id: str, spec_params: dict[str, Any],
             rule: Rule) -> LegacyDevice:
-    legacy = LegacyDevice(deviceId=device_id, type=device.type, device=device.device,
-                          address=dict(device.address.attrs), alias=device.alias.name,
-                          specParams=spec_params, matchedBy=_MATCHED_BY[rule])
+    # A literal, not LegacyDevice(...): a TypedDict called with keywords costs twice as much.
+    legacy: LegacyDevice = {
+        "deviceId": device_id, "type": device.type, "device": device.device,
+        "address": dict(device.address.attrs), "alias": device.alias.name,
+        "specParams": spec_params, "matchedBy": _MATCHED_BY[rule]}
     if device.type in HOST_DEVICE_TYPES and device.keys.host_address is not None:
         legacy["hostdev"] = device.keys.host_address.node_device_name()
     return legacy
