@@ -185,10 +185,10 @@ def compile_field(field: Field) -> tuple[str | None, FieldRead]:
         read = _from_child(tag, rest)
     elif field.path.startswith("@") and "|" not in field.path:  # one call, not two
         name = field.path[1:]
-        read = lambda element, children: element.get(name)  # noqa: E731
+        read = lambda element, children: element.get(name)
     else:
         path_read = compile_path(field.path)
-        read = lambda element, children: path_read(element)  # noqa: E731
+        read = lambda element, children: path_read(element)
     if field.norm is Norm.TEXT:
         return tag, read
     return tag, lambda element, children: norm(read(element, children))

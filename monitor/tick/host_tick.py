@@ -61,7 +61,13 @@ from monitor.model.rows import VmState
 from monitor.store import Fence
 from monitor.tick.bookkeeping import VANISHED_AFTER, Plan, Skip, plan, vanished
 from monitor.tick.context import TickContext
-from monitor.tick.documents import Documents, Fetched, Unusable, read_document, read_documents
+from monitor.tick.documents import (
+    Documents,
+    Fetched,
+    Unusable,
+    read_document,
+    read_documents,
+)
 from monitor.tick.logged_once import device_identity
 from monitor.tick.summary import ErrorKind, TickSummary
 
