@@ -394,8 +394,8 @@ def _apply_batch(context: TickContext, locks: TickLocks, batch: Sequence[Fetched
         if context.vm_backoff is not None:
             context.vm_backoff.succeeded(vm_id)
         _count(context, summary, applied)
-        for emitter in context.emitters:  # committed: the other adapters
-            emitter.handle(vm_id, applied.converted)
+        for emitter in context.emitters:  # committed: the other adapters (with emitters,
+            emitter.handle(vm_id, applied.converted)  # each VM's converted dicts were kept)
     fault_point("after-commit")
     return {item.vm_id for item in batch}
 
