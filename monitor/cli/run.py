@@ -6,7 +6,10 @@ import argparse
 import contextlib
 import os
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 from monitor.cli.options import add_db_option
 
@@ -115,9 +118,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"monitor: metrics on {served[1].url}/metrics, health on "
                   f"{served[1].url}/healthz", file=output, flush=True)
 
-        def show(summary) -> None:
-            print(summary.line(), file=output, flush=True)
-
+        show = summary_printer(output)
         jobs = [HostJob(source, context, interval_s=interval,
                         backoff_max_s=settings.worker.backoff_max, on_summary=show)
                 for source in sources]
@@ -153,6 +154,20 @@ def _metrics(address: str | None, hosts: list[str], worker):
                          "(pip install 'monitor[metrics]')") from None
     return serving(address, hosts, stale_after_s=worker.health_stale,
                    allow_remote=worker.metrics_allow_remote)
+
+
+def summary_printer(output: TextIO) -> Callable:
+    """Print each tick's summary line. Every host's job ticks in a thread of its own, and
+    ``print`` writes a line and its newline as two writes: two hosts finishing together
+    ran their lines into one. One write per line, under one lock."""
+    lock = threading.Lock()
+
+    def show(summary) -> None:
+        line = summary.line() + "\n"
+        with lock:
+            output.write(line)
+            output.flush()
+    return show
 
 
 def _load_demo_inventory(store, fixture, output) -> None:
