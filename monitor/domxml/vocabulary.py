@@ -21,13 +21,23 @@ from monitor.model.kinds import KINDS, NO_KEYS, Field, Kind, Norm
 Read = Callable[[Any], Any]
 
 
+def _attribute_names(attributes: str) -> tuple[str, ...]:
+    """``@a|@b`` -> ("a", "b")."""
+    return tuple(name.lstrip("@") for name in attributes.split("|"))
+
+
+def _first_attribute(element, names: tuple[str, ...]) -> str | None:
+    """The first non-empty of ``element``'s attributes ``names``."""
+    return next((value for value in map(element.get, names) if value), None)
+
+
 def compile_path(path: str) -> Read:
     """``@a`` / ``x/y`` (text) / ``x/@a`` / ``x/@a|@b`` -> element -> str | None."""
     where, _, attribute = path.partition("@")
     where = where.rstrip("/")
     if not attribute:
         return lambda element: element.findtext(where)
-    names = tuple(name.lstrip("@") for name in attribute.split("|"))
+    names = _attribute_names(attribute)
     if len(names) == 1:
         name = names[0]
         if not where:
@@ -40,9 +50,7 @@ def compile_path(path: str) -> Read:
 
     def first_attribute(element):
         child = element.find(where) if where else element
-        if child is None:
-            return None
-        return next((value for value in map(child.get, names) if value), None)
+        return _first_attribute(child, names) if child is not None else None
     return first_attribute
 
 
@@ -146,7 +154,7 @@ def _from_child(tag: str, rest: str) -> FieldRead:
             child = children.get(tag)
             return None if child is None else (child.text or "")
         return text
-    names = tuple(name.lstrip("@") for name in rest.split("|"))
+    names = _attribute_names(rest)
     if len(names) == 1:
         (name,) = names
 
@@ -157,9 +165,7 @@ def _from_child(tag: str, rest: str) -> FieldRead:
 
     def first_attribute(element, children):
         child = children.get(tag)
-        if child is None:
-            return None
-        return next((value for value in map(child.get, names) if value), None)
+        return _first_attribute(child, names) if child is not None else None
     return first_attribute
 
 
