@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -511,3 +512,32 @@ def test_commits_are_not_flushed_one_by_one(db_url):
         else:
             assert connection.execute(sa.text("SHOW synchronous_commit")).scalar() == "off"
     engine.dispose()
+
+
+# --- reads outside a transaction (Store.read) -------------------------------------------
+
+
+class Rollback(Exception):
+    pass
+
+
+@pytest.mark.parametrize("read_fails", [False, True], ids=["after-a-read", "after-a-failed-read"])
+def test_a_transaction_after_a_read_in_the_same_pinned_block_is_still_one(store, read_fails):
+    """``Store.read`` runs on PostgreSQL outside a transaction (autocommit) on the block's
+    pinned connection; whatever happens in it, the block's next transaction on that
+    connection is a transaction again: its write is rolled back with it."""
+    with store.transaction() as tx:
+        tx.replace_vms([(vm(1), [])])
+    with store.pinned():
+        with (pytest.raises(Rollback) if read_fails else contextlib.nullcontext(),
+              store.read() as tx):
+            states, _read_at = tx.vm_states_and_host([vm_id(1)], "host1", utc_now)
+            assert states[vm_id(1)].status == "Up"
+            if read_fails:
+                raise Rollback
+        with pytest.raises(Rollback), store.transaction() as tx:
+            assert tx.set_status(vm_id(1), "Paused")
+            raise Rollback
+        with store.read() as tx:
+            states, _read_at = tx.vm_states_and_host([vm_id(1)], "host1", utc_now)
+    assert states[vm_id(1)].status == "Up"

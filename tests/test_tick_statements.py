@@ -80,3 +80,46 @@ def test_a_full_batch_writes_its_rows_with_one_statement_per_kind(db_url):
     # PostgreSQL: one statement, one parameter set (one round trip); SQLite: the
     # driver's executemany, one call.
     assert row_writes == {("UPDATE", "vm_devices", store.dialect == "sqlite"): 1}, seen
+
+
+
+@contextmanager
+def in_autocommit(store: Store):
+    """For each statement sent, in order: (its verb, whether the driver sent it outside a
+    transaction: psycopg then sends no ``BEGIN`` before it and no ``COMMIT`` after)."""
+    seen: list[tuple[str, bool]] = []
+
+    def record(connection, cursor, statement, parameters, context, executemany):
+        driver = connection.connection.driver_connection
+        seen.append((statement.split()[0].upper(), getattr(driver, "autocommit", False)))
+
+    sa.event.listen(store._engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(store._engine, "before_cursor_execute", record)
+
+
+def test_a_steady_host_tick_reads_outside_a_transaction_on_postgresql(db_url):
+    """Nothing changed: on PostgreSQL one read, sent outside a transaction (no BEGIN and
+    COMMIT round trips: ``Store.read``); SQLite's read stays in one transaction. The
+    tick after it, which applies, sends its writes in transactions as before."""
+    postgres = store_dialect(db_url) == "postgresql"
+    with started_fleet(db_url) as (store, context, state):
+        with in_autocommit(store) as seen:
+            tick = tick_fleet(context, state, "steady", no_progress)
+        assert (tick.total.fetched, tick.total.applied) == (0, 0)
+        if postgres:
+            assert seen == [("SELECT", True)]
+        else:
+            assert [verb for verb, _ in seen] == ["BEGIN", "SELECT"]
+        state.flip([0])
+        with in_autocommit(store) as seen:
+            tick = tick_fleet(context, state, "one", no_progress)
+        assert tick.total.applied == 1
+        assert seen[0] == ("SELECT", True) if postgres else seen[0][0] == "BEGIN"
+        assert not any(outside for _verb, outside in seen[1:]), seen
+
+
+def store_dialect(db_url: str) -> str:
+    return "postgresql" if db_url.startswith("postgresql") else "sqlite"

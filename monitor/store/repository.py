@@ -206,6 +206,36 @@ class Store:
             raise store_error(error, self._engine.url) from error
 
     @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """Statements that only read, for a block that writes nothing: on PostgreSQL
+        each statement on its own, outside a transaction (autocommit: no ``BEGIN`` and
+        ``COMMIT`` round trips; at READ COMMITTED a transaction gives each statement its
+        own snapshot anyway); on SQLite one transaction, as ``transaction`` (in-process,
+        nothing to save). A tick's first read (docs/performance.md, "The fifth wave")."""
+        if self._engine.dialect.name != "postgresql":
+            with self.transaction() as tx:
+                yield tx
+            return
+        try:
+            pinned = getattr(self._pinned, "connection", False)
+            if pinned is False or (pinned is not None and pinned.in_transaction()):
+                with self._engine.connect() as connection:  # not pinned, or nested
+                    yield Tx(connection.execution_options(isolation_level="AUTOCOMMIT"))
+                return
+            if pinned is None:  # the block's first use of its connection
+                pinned = self._pinned.connection = self._engine.connect()
+            pinned.execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                yield Tx(pinned)
+            finally:  # back for the block's transactions; no round trip in either step
+                try:
+                    pinned.commit()  # SQLAlchemy's own begun transaction: nothing sent
+                finally:
+                    pinned.execution_options(isolation_level=pinned.default_isolation_level)
+        except sa.exc.SQLAlchemyError as error:
+            raise store_error(error, self._engine.url) from error
+
+    @contextmanager
     def pinned(self) -> Iterator[None]:
         """The block's transactions in this thread share one connection, taken from the
         pool at the first of them and given back at the end (a tick: docs/performance.md,

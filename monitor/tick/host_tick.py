@@ -127,7 +127,8 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary,
     summary.polled = len(reports)
     fence = Fence(context.holder, context.process_utc, lease)
     leftover = context.unreleased.get(host, {})
-    with context.store.transaction() as tx:
+    # Locks a failed tick left to release are written; else the first read only reads.
+    with context.store.transaction() if leftover else context.store.read() as tx:
         known, read_at = tx.vm_states_and_host(reports, host, context.process_utc)
         report_time = tx.report_time(polled_at, read_at)
         for token, vm_ids in leftover.items():
