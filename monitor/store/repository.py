@@ -189,18 +189,7 @@ class Store:
         ``kind`` is a ``Tx`` subclass with more statements (``store.leases.LeaseTx``).
         """
         try:
-            if not hasattr(self._pinned, "connection"):
-                with self._engine.begin() as connection:
-                    yield (kind or Tx)(connection)
-                return
-            connection = self._pinned.connection
-            if connection is None:  # the block's first transaction
-                connection = self._pinned.connection = self._engine.connect()
-            if connection.in_transaction():  # a transaction inside another: its own
-                with self._engine.begin() as connection:
-                    yield (kind or Tx)(connection)
-                return
-            with connection.begin():
+            with self._connection() as connection, connection.begin():
                 yield (kind or Tx)(connection)
         except sa.exc.SQLAlchemyError as error:
             raise store_error(error, self._engine.url) from error
@@ -217,23 +206,33 @@ class Store:
                 yield tx
             return
         try:
-            pinned = getattr(self._pinned, "connection", False)
-            if pinned is False or (pinned is not None and pinned.in_transaction()):
-                with self._engine.connect() as connection:  # not pinned, or nested
-                    yield Tx(connection.execution_options(isolation_level="AUTOCOMMIT"))
-                return
-            if pinned is None:  # the block's first use of its connection
-                pinned = self._pinned.connection = self._engine.connect()
-            pinned.execution_options(isolation_level="AUTOCOMMIT")
-            try:
-                yield Tx(pinned)
-            finally:  # back for the block's transactions; no round trip in either step
+            with self._connection() as connection:
+                connection.execution_options(isolation_level="AUTOCOMMIT")
                 try:
-                    pinned.commit()  # SQLAlchemy's own begun transaction: nothing sent
-                finally:
-                    pinned.execution_options(isolation_level=pinned.default_isolation_level)
+                    yield Tx(connection)
+                finally:  # back for the block's transactions; no round trip either step
+                    try:
+                        connection.commit()  # SQLAlchemy's own begun transaction only
+                    finally:
+                        connection.execution_options(
+                            isolation_level=connection.default_isolation_level)
         except sa.exc.SQLAlchemyError as error:
             raise store_error(error, self._engine.url) from error
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection]:
+        """The connection a transaction or a read uses: inside ``pinned``, the block's
+        (taken at its first use), unless that one is in a transaction already (a
+        transaction inside another gets its own); outside, one of its own."""
+        if hasattr(self._pinned, "connection"):
+            connection = self._pinned.connection
+            if connection is None:  # the block's first use
+                connection = self._pinned.connection = self._engine.connect()
+            if not connection.in_transaction():
+                yield connection
+                return
+        with self._engine.connect() as connection:
+            yield connection
 
     @contextmanager
     def pinned(self) -> Iterator[None]:
