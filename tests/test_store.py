@@ -424,6 +424,28 @@ def test_try_lock(store, first_holder, first_at, taken):
         assert tx.locked_vms([vm_id(1)], T0) == set()
 
 
+def test_take_locks_takes_the_free_expired_and_ours_at_the_database_clock(store):
+    """``take_locks`` (a tick's ``Fence.take``): the same rule as ``try_lock_many``, at
+    the database's clock (on PostgreSQL the upsert's own, with no read of it before)."""
+    with store.transaction() as tx:
+        now = tx.now(utc_now)
+        tx.try_lock(vm_id(1), "hotplug", now, 60)  # held by another
+        tx.try_lock(vm_id(2), "hotplug", now - timedelta(seconds=90), 60)  # expired
+        tx.try_lock(vm_id(3), "tick", now - timedelta(seconds=10), 60)  # ours
+    with store.transaction() as tx:
+        before = tx.now(utc_now)
+        held = tx.take_locks([vm_id(n) for n in (4, 3, 2, 1)], "tick", 30, "t1", utc_now)
+        after = tx.now(utc_now)
+    assert held == {vm_id(2), vm_id(3), vm_id(4)}
+    with store.transaction() as tx:
+        # each taken lock expires 30 s after the clock at the taking, and has the token
+        expiring = tx.locks_held([vm_id(n) for n in range(1, 5)], "tick", "t1",
+                                 before + timedelta(seconds=29.9))
+        assert expiring == {vm_id(2), vm_id(3), vm_id(4)}
+        assert tx.locks_held([vm_id(2)], "tick", "t1", after + timedelta(seconds=30)) == set()
+        assert tx.take_locks([], "tick", 30, "t1", utc_now) == set()
+
+
 def test_try_lock_many_takes_the_free_expired_and_ours(store):
     with store.transaction() as tx:
         tx.try_lock(vm_id(1), "hotplug", T0, 60)  # held by another

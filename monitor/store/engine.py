@@ -28,6 +28,9 @@ from monitor.errors import StoreError, UsageError
 from monitor.settings import data_dir
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# SQLite: set in a connection's ``info`` while it serves ``Store.read``; its statements
+# then run on their own, with no ``BEGIN IMMEDIATE`` (each is its own read transaction).
+AUTOCOMMIT_READ = "monitor.autocommit_read"
 
 # PostgreSQL SQLSTATEs worth a retry: serialization failure, deadlock, lock not
 # available, query cancelled (statement/lock timeout), server shutting down.
@@ -198,7 +201,8 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if not connection.info.get(AUTOCOMMIT_READ):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def store_error(error: sa.exc.SQLAlchemyError, url: URL | str) -> StoreError:

@@ -83,7 +83,7 @@ class Fence:
     def take(self, tx: Tx, vm_ids: Iterable[str], ttl_s: float) -> frozenset[str]:
         """Try the devices locks of ``vm_ids`` with this fence's token: the VMs taken."""
         self.check(tx)
-        return frozenset(tx.try_lock_many(vm_ids, self.holder, self.now(tx), ttl_s, self.token))
+        return frozenset(tx.take_locks(vm_ids, self.holder, ttl_s, self.token, self.process_utc))
 
     def renew(self, tx: Tx, vm_ids: Iterable[str], ttl_s: float) -> int:
         """Extend the locks still held to ``ttl_s`` from now; a lost lock stays lost."""

@@ -30,6 +30,7 @@ from monitor.model.lease import HostLease
 from monitor.model.rows import DeviceRow, VmRecord, VmState
 from monitor.store import migrate, row_writes
 from monitor.store.engine import (
+    AUTOCOMMIT_READ,
     create_engine,
     limit_idle_transactions,
     render,
@@ -58,14 +59,21 @@ _STATE_COLUMNS = tuple(vms.c[name] for name in VmState._fields)
 
 
 def _among_ids(dialect: str) -> Callable[[sa.Column], sa.ColumnElement[bool]]:
-    """``column`` among the bound list ``ids``. PostgreSQL: ``= ANY(:ids)``, one array
-    parameter, so the statement's text is the same for any number of ids (an IN list
-    of 100 ids cost SQLAlchemy 100 bind renderings and psycopg a new query to parse,
-    each time: ~0.4 ms of a host's first read). SQLite: ``IN (...)``, expanded."""
+    """``column`` among the bound list ``ids``, sent as one JSON array: the statement's
+    text is the same for any number of ids, and the list costs one ``json.dumps``.
+    An expanded ``IN (...)`` list cost SQLAlchemy a bind rendering per id each time
+    (~0.15 ms of reading a host's 100 VMs on SQLite), and a PostgreSQL array parameter
+    costs psycopg a quoting check per id (~0.17 ms): docs/performance.md, "The sixth
+    wave". PostgreSQL: ``= ANY(ARRAY(SELECT jsonb_array_elements_text(:ids)))``, which
+    the planner serves from the primary key; SQLite: ``IN (SELECT value FROM
+    json_each(:ids))`` (SQLite's JSON functions are built in since 3.38)."""
     if dialect == "postgresql":
-        return lambda column: column == sa.any_(
-            sa.bindparam("ids", type_=postgresql.ARRAY(column.type)))
-    return lambda column: column.in_(sa.bindparam("ids", expanding=True))
+        ids = sa.func.jsonb_array_elements_text(
+            sa.bindparam("ids", type_=postgresql.JSONB)).table_valued("value")
+        listed = sa.func.array(sa.select(ids.c.value).scalar_subquery())
+        return lambda column: column == sa.any_(listed)
+    ids = sa.func.json_each(sa.bindparam("ids", type_=sa.JSON)).table_valued("value")
+    return lambda column: column.in_(sa.select(ids.c.value))
 
 
 _STATEMENT_TIME = sa.func.statement_timestamp(type_=UtcDateTime())
@@ -196,26 +204,15 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Tx]:
-        """Statements that only read, for a block that writes nothing: on PostgreSQL
-        each statement on its own, outside a transaction (autocommit: no ``BEGIN`` and
-        ``COMMIT`` round trips; at READ COMMITTED a transaction gives each statement its
-        own snapshot anyway); on SQLite one transaction, as ``transaction`` (in-process,
-        nothing to save). A tick's first read (docs/performance.md, "The fifth wave")."""
-        if self._engine.dialect.name != "postgresql":
-            with self.transaction() as tx:
-                yield tx
-            return
+        """Statements that only read, for a block that writes nothing: each statement on
+        its own, outside a transaction (autocommit: no ``BEGIN`` and ``COMMIT``; at READ
+        COMMITTED a transaction gives each statement its own snapshot anyway, and an
+        SQLite statement is its own read transaction). On PostgreSQL that saves two round
+        trips, on SQLite the write lock a ``BEGIN IMMEDIATE`` takes. A tick's first read
+        (docs/performance.md, "The fifth wave" and "The sixth wave")."""
         try:
-            with self._connection() as connection:
-                connection.execution_options(isolation_level="AUTOCOMMIT")
-                try:
-                    yield Tx(connection)
-                finally:  # back for the block's transactions; no round trip either step
-                    try:
-                        connection.commit()  # SQLAlchemy's own begun transaction only
-                    finally:
-                        connection.execution_options(
-                            isolation_level=connection.default_isolation_level)
+            with self._connection() as connection, _autocommit(connection):
+                yield Tx(connection)
         except sa.exc.SQLAlchemyError as error:
             raise store_error(error, self._engine.url) from error
 
@@ -593,6 +590,24 @@ class Tx:
         ])
         return {vm_id for vm_id, in taken}
 
+    def take_locks(self, vm_ids: Iterable[str], holder: str, ttl_s: float, token: str,
+                   process_utc: Callable[[], datetime]) -> set[str]:
+        """``try_lock_many`` at the database's clock (``now``): on PostgreSQL the upsert's
+        own ``statement_timestamp()``, so no statement reads the clock before it (one
+        round trip less for a tick's locks: docs/performance.md, "The sixth wave");
+        on SQLite ``process_utc()``."""
+        if self._connection.dialect.name != "postgresql":
+            return self.try_lock_many(vm_ids, holder, process_utc(), ttl_s, token)
+        ids = sorted(set(vm_ids))
+        if not ids:
+            return set()
+        ttl = timedelta(seconds=ttl_s)
+        taken = self._connection.execute(_TAKE_LOCKS_AT_STATEMENT_TIME, [
+            {"vm_id": vm_id, "holder": holder, "token": token, "b_ttl": ttl}
+            for vm_id in ids
+        ])
+        return {vm_id for vm_id, in taken}
+
     def locks_held(self, vm_ids: Iterable[str], holder: str, token: str,
                    now: datetime) -> set[str]:
         """The VMs whose lock ``holder`` still holds with ``token``, unexpired at ``now``.
@@ -740,15 +755,28 @@ def _upsert_last_xml(dialect: str):
 def _take_locks(dialect: str):
     """``try_lock_many``'s upsert, built once per dialect: insert the lock row, or take
     it over if free (expired at ``b_now``) or already this holder's; return those written."""
-    insert = _DIALECT_INSERTS[dialect](vm_device_locks)
+    return _take_locks_upsert(dialect, sa.bindparam("expires_at"),
+                              sa.bindparam("b_now", type_=vm_device_locks.c.expires_at.type))
+
+
+def _take_locks_upsert(dialect: str, expires_at, now):
+    insert = _DIALECT_INSERTS[dialect](vm_device_locks).values(
+        vm_id=sa.bindparam("vm_id"), holder=sa.bindparam("holder"),
+        token=sa.bindparam("token"), expires_at=expires_at)
     locks = vm_device_locks.c
     return insert.on_conflict_do_update(
         index_elements=[locks.vm_id],
         set_={"holder": insert.excluded.holder, "expires_at": insert.excluded.expires_at,
               "token": insert.excluded.token},
-        where=sa.or_(locks.holder == insert.excluded.holder,
-                     locks.expires_at <= sa.bindparam("b_now", type_=locks.expires_at.type)),
+        where=sa.or_(locks.holder == insert.excluded.holder, locks.expires_at <= now),
     ).returning(locks.vm_id)
+
+
+# ``take_locks`` on PostgreSQL: the same upsert, its clock the statement's own.
+_TAKE_LOCKS_AT_STATEMENT_TIME = _take_locks_upsert(
+    "postgresql",
+    _STATEMENT_TIME + sa.bindparam("b_ttl", type_=sa.Interval),
+    _STATEMENT_TIME)
 
 
 def _advance_params(item: HashAdvance) -> dict[str, Any]:
@@ -768,3 +796,26 @@ def _chunks(ids: Iterable[str], at_least_one: bool = False) -> Iterator[list[str
         yield []
     for start in range(0, len(batch), CHUNK):
         yield batch[start:start + CHUNK]
+
+
+@contextmanager
+def _autocommit(connection: Connection) -> Iterator[None]:
+    """The connection's statements run on their own until the block ends; then it is
+    back as it was for the next transaction, at no round trip. PostgreSQL: the
+    ``AUTOCOMMIT`` isolation level; SQLite: the engine's ``BEGIN IMMEDIATE`` left out
+    (``engine.AUTOCOMMIT_READ``), as the sqlite3 module is in autocommit already."""
+    postgres = connection.dialect.name == "postgresql"
+    if postgres:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+    else:
+        connection.info[AUTOCOMMIT_READ] = True
+    try:
+        yield
+    finally:
+        try:
+            connection.commit()  # SQLAlchemy's own begun transaction only
+        finally:
+            if postgres:
+                connection.execution_options(isolation_level=connection.default_isolation_level)
+            else:
+                del connection.info[AUTOCOMMIT_READ]

@@ -57,12 +57,23 @@ class UtcDateTime(sa.types.TypeDecorator):
         value = value.astimezone(UTC)
         return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
 
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
+    def result_processor(self, dialect, coltype):
+        """A value read: aware UTC. SQLite's naive text is read as UTC in one call,
+        PostgreSQL's ``timestamptz`` (in the session's zone) moved to UTC; both without
+        SQLAlchemy's own processing in between: 0.3 µs instead of 2.4 µs a value on
+        SQLite (docs/performance.md, "The sixth wave")."""
+        return _sqlite_utc if dialect.name == "sqlite" else _utc
+
+
+def _sqlite_utc(value: str | None) -> datetime | None:
+    """SQLite's ``YYYY-MM-DD HH:MM:SS[.ffffff]`` (UTC, naive): the aware datetime."""
+    return None if value is None else datetime.fromisoformat(value + "+00:00")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 # PostgreSQL leaves this percent of each page of the two tables a full tick rewrites
