@@ -5,7 +5,8 @@
 * SQLite: WAL (readers do not block the writer), foreign keys on, a busy timeout.
   Every transaction starts with ``BEGIN IMMEDIATE``: the worker's transactions read
   then write, and taking the write lock up front makes concurrent writers wait for
-  the busy timeout instead of failing on a stale snapshot. The folder of the default
+  the busy timeout instead of failing on a stale snapshot (``Store.read``, which only
+  reads, sends its statements without one). The folder of the default
   SQLite file (the per-user data folder) is created on first use.
 * Commits are not flushed to disk one by one (SQLite ``synchronous = NORMAL`` in WAL
   mode, PostgreSQL ``synchronous_commit = off`` for our sessions only). A power cut or

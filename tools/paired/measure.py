@@ -1,0 +1,146 @@
+"""The tick of two versions of the engine side by side in one process: a base commit's
+(``monitorbase``, made by ``tools/paired/run``) and this tree's (``monitor``).
+
+Each version has its own database and its own copy of the benchmark's fleet
+(monitor/bench); every host ticks in both, one right after the other, the order
+alternating, so both see the same machine at the same moment. On a shared 2-core
+machine single runs of ``monitor bench`` move 10-30 % from one hour to the next; the
+ratio of paired ticks does not (docs/performance.md, "Measuring a change on a noisy
+machine"). Per round: a full tick (every VM changed), then three times a steady tick
+and a partial one (one VM per host changed), as ``monitor bench`` does.
+
+Printed: per version the full tick per host, the partial and steady ticks per host
+(medians) and their share of the full one; then for each kind the median of the
+paired ratios new / base (below 1: this tree is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import statistics
+import tempfile
+import time
+from contextlib import ExitStack
+
+import sqlalchemy as sa
+
+PG_URL = os.environ.get("MONITOR_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+KINDS = ("full", "steady", "partial")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base-label", default="base")
+    parser.add_argument("--vms", type=int, default=5000)
+    parser.add_argument("--hosts", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    args = parser.parse_args()
+    with ExitStack() as stack:
+        versions = {
+            args.base_label: Version.start("monitorbase", database(args, "base", stack), args),
+            "tree": Version.start("monitor", database(args, "tree", stack), args),
+        }
+        stack.callback(lambda: [version.close() for version in versions.values()])
+        measure(versions, args)
+        report(versions, args)
+
+
+def database(args, name: str, stack: ExitStack) -> str:
+    """A scratch database for one version, removed at the end."""
+    if args.db == "sqlite":
+        folder = stack.enter_context(tempfile.TemporaryDirectory())
+        return f"sqlite:///{folder}/{name}.db"
+    schema = f"paired_{name}_{os.getpid()}"
+    engine = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+
+    def drop() -> None:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        engine.dispose()
+
+    stack.callback(drop)
+    return f"{PG_URL}?options=-csearch_path%3D{schema}"
+
+
+class Version:
+    """One version of the engine with its database and fleet, started (untimed)."""
+
+    def __init__(self, package: str, url: str, args) -> None:
+        runner = importlib.import_module(f"{package}.bench.runner")
+        fleet = importlib.import_module(f"{package}.bench.fleet")
+        settings = importlib.import_module(f"{package}.settings").Settings(db_url=url)
+        wiring = importlib.import_module(f"{package}.wiring")
+        self.run_tick = importlib.import_module(f"{package}.tick.host_tick").run_tick
+        self.store = wiring.open_store(settings)
+        self.context = wiring.tick_context(self.store, settings)
+        self.state = runner._FleetState(fleet.Fleet(args.vms, args.hosts))
+        self._runner = runner
+        self.seconds: dict[str, list[float]] = {kind: [] for kind in KINDS}
+
+    @classmethod
+    def start(cls, package: str, url: str, args) -> "Version":
+        version = cls(package, url, args)
+        version._runner.load(version.context, version.state.fleet, _quiet)
+        version._runner.tick_fleet(version.context, version.state, "start", _quiet)
+        return version
+
+    def tick(self, host: int, kind: str) -> None:
+        source = self.state.source(host)  # untimed: the host's work
+        started = time.perf_counter()
+        summary = self.run_tick(source, self.context)
+        self.seconds[kind].append(time.perf_counter() - started)
+        if summary.errors:
+            raise RuntimeError(f"{kind} tick of host {host}: errors {dict(summary.errors)}")
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _quiet(*_progress) -> None:
+    pass
+
+
+def measure(versions: dict[str, Version], args) -> None:
+    both = list(versions.values())
+    for number in range(args.rounds):
+        for version in both:
+            version.state.flip(range(args.vms))
+        for host in range(args.hosts):
+            for version in both if host % 2 else both[::-1]:
+                version.tick(host, "full")
+        for repeat in range(3):
+            for host in range(args.hosts):
+                order = both if (host + repeat) % 2 else both[::-1]
+                for version in order:
+                    version.tick(host, "steady")
+                for version in both:
+                    vms = version.state.fleet.host_vms(host)
+                    version.state.flip([vms[(number * 3 + repeat) % len(vms)]])
+                for version in order:
+                    version.tick(host, "partial")
+        print(f"round {number + 1}/{args.rounds} done", flush=True)
+
+
+def report(versions: dict[str, Version], args) -> None:
+    print(f"{args.vms} VMs on {args.hosts} hosts, {args.db}, {args.rounds} rounds")
+    for label, version in versions.items():
+        full = sum(version.seconds["full"]) / args.rounds / args.hosts
+        partial = statistics.median(version.seconds["partial"])
+        steady = statistics.median(version.seconds["steady"])
+        print(f"  {label:>9}: full {full * 1000:7.1f} ms a host; partial {partial * 1000:6.2f} ms"
+              f" ({partial / full:.4f} of full); steady {steady * 1000:5.2f} ms"
+              f" ({steady / full:.2%} of full)")
+    base, tree = versions.values()
+    for kind in KINDS:
+        pairs = [new / old for new, old in zip(tree.seconds[kind], base.seconds[kind])]
+        print(f"  tree / base, {kind:>7} tick of a host: median of {len(pairs)} pairs "
+              f"{statistics.median(pairs):.3f}")
+
+
+if __name__ == "__main__":
+    main()
