@@ -424,6 +424,24 @@ def test_try_lock(store, first_holder, first_at, taken):
         assert tx.locked_vms([vm_id(1)], T0) == set()
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("stored", "read"), [
+    pytest.param("2024-05-01 12:00:00.250000", T0 + timedelta(microseconds=250_000),
+                 id="as-the-engine-writes"),
+    pytest.param("2024-05-01 12:00:00", T0, id="no-fraction"),
+    pytest.param("2024-05-01T14:00:00+02:00", T0, id="with-an-offset"),
+])
+def test_sqlite_times_are_read_as_utc_whatever_wrote_them(db_url, stored, read):
+    """SQLite stores naive UTC text; a time is read back aware, in UTC, also one written
+    by hand with an offset (docs/performance.md, "The sixth wave": read in one call)."""
+    with Store.open(db_url) as store, store.transaction() as tx:
+        tx.upsert_vm(vm(1))
+        tx._connection.exec_driver_sql("UPDATE vms SET hash_time = ?", (stored,))
+        states, _read_at = tx.vm_states_and_host([vm_id(1)], "host1", utc_now)
+    assert states[vm_id(1)].hash_time == read
+    assert states[vm_id(1)].hash_time.utcoffset() == timedelta(0)
+
+
 def test_take_locks_takes_the_free_expired_and_ours_at_the_database_clock(store):
     """``take_locks`` (a tick's ``Fence.take``): the same rule as ``try_lock_many``, at
     the database's clock (on PostgreSQL the upsert's own, with no read of it before)."""

@@ -66,8 +66,14 @@ class UtcDateTime(sa.types.TypeDecorator):
 
 
 def _sqlite_utc(value: str | None) -> datetime | None:
-    """SQLite's ``YYYY-MM-DD HH:MM:SS[.ffffff]`` (UTC, naive): the aware datetime."""
-    return None if value is None else datetime.fromisoformat(value + "+00:00")
+    """SQLite's ``YYYY-MM-DD HH:MM:SS[.ffffff]`` (UTC, naive): the aware datetime. A
+    value with an offset (written by hand, not by the engine) is read as it says."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value + "+00:00")
+    except ValueError:
+        return _utc(datetime.fromisoformat(value))
 
 
 def _utc(value: datetime | None) -> datetime | None:
