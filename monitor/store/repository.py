@@ -578,17 +578,10 @@ class Tx:
         already ``holder``'s, and the rows written are returned: exactly the locks taken.
         VMs are taken in id order, so two takers cannot deadlock on each other.
         """
-        ids = sorted(set(vm_ids))
-        if not ids:
-            return set()
-        token = token or new_token()
-        expires_at = now + timedelta(seconds=ttl_s)
-        taken = self._connection.execute(_take_locks(self._connection.dialect.name), [
-            {"vm_id": vm_id, "holder": holder, "expires_at": expires_at, "token": token,
-             "b_now": now}
-            for vm_id in ids
-        ])
-        return {vm_id for vm_id, in taken}
+        return self._upsert_locks(
+            _take_locks(self._connection.dialect.name), vm_ids,
+            {"holder": holder, "expires_at": now + timedelta(seconds=ttl_s),
+             "token": token or new_token(), "b_now": now})
 
     def take_locks(self, vm_ids: Iterable[str], holder: str, ttl_s: float, token: str,
                    process_utc: Callable[[], datetime]) -> set[str]:
@@ -598,14 +591,19 @@ class Tx:
         on SQLite ``process_utc()``."""
         if self._connection.dialect.name != "postgresql":
             return self.try_lock_many(vm_ids, holder, process_utc(), ttl_s, token)
+        return self._upsert_locks(
+            _TAKE_LOCKS_AT_STATEMENT_TIME, vm_ids,
+            {"holder": holder, "token": token, "b_ttl": timedelta(seconds=ttl_s)})
+
+    def _upsert_locks(self, statement, vm_ids: Iterable[str],
+                      params: dict[str, Any]) -> set[str]:
+        """A lock-taking upsert (``_take_locks_upsert``) for each VM, in id order, with
+        the same ``params``: the VMs whose lock row it wrote."""
         ids = sorted(set(vm_ids))
         if not ids:
             return set()
-        ttl = timedelta(seconds=ttl_s)
-        taken = self._connection.execute(_TAKE_LOCKS_AT_STATEMENT_TIME, [
-            {"vm_id": vm_id, "holder": holder, "token": token, "b_ttl": ttl}
-            for vm_id in ids
-        ])
+        taken = self._connection.execute(statement, [{"vm_id": vm_id, **params}
+                                                     for vm_id in ids])
         return {vm_id for vm_id, in taken}
 
     def locks_held(self, vm_ids: Iterable[str], holder: str, token: str,
