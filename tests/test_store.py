@@ -240,6 +240,32 @@ def test_vm_states_and_host_reads_what_the_plan_decides_on(store):
     assert states[vm_id(3)].last_error_hash == "bad"
 
 
+def test_the_first_read_looks_up_by_id_only_the_vms_the_db_places_elsewhere(store):
+    """The host's VMs by the host index; by id only the asked VMs the DB places on
+    another host or does not know (docs/performance.md, "The seventh wave")."""
+    with store.transaction() as tx:
+        for n in (1, 2, 3):
+            tx.upsert_vm(vm(n))
+        tx.set_status(vm_id(3), "MigrationSource", host="host2")
+    selects = []
+
+    def count_selects(_connection, _cursor, statement, *_args) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    sa.event.listen(store._engine, "before_cursor_execute", count_selects)
+    try:
+        with store.read() as tx:
+            steady, _ = tx.vm_states_and_host([vm_id(1), vm_id(2)], "host1", utc_now)
+        assert (sorted(steady), len(selects)) == ([vm_id(1), vm_id(2)], 1)
+        with store.read() as tx:
+            mixed, _ = tx.vm_states_and_host([vm_id(1), vm_id(3), vm_id(9)], "host1", utc_now)
+    finally:
+        sa.event.remove(store._engine, "before_cursor_execute", count_selects)
+    assert sorted(mixed) == [vm_id(1), vm_id(2), vm_id(3)]  # 2: on host1, not reported
+    assert mixed[vm_id(3)].host == "host2" and len(selects) == 3
+
+
 def test_the_report_time_is_the_database_clock_when_the_poll_returned(store):
     """SQLite has no clock: the process's, read when the poll returned (before waiting
     for the write lock); PostgreSQL: its own, at the tick's first read."""

@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 
 from monitor.errors import StoreError, UsageError
 from monitor.settings import data_dir
+from monitor.store import prepared
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # SQLite: set in a connection's ``info`` while it serves ``Store.read``; its statements
@@ -203,7 +204,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection) -> None:
         if not connection.info.get(AUTOCOMMIT_READ):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            prepared.driver_execute(connection, "BEGIN IMMEDIATE")
 
 
 def store_error(error: sa.exc.SQLAlchemyError, url: URL | str) -> StoreError:

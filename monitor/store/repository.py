@@ -28,7 +28,7 @@ from monitor.errors import StoreError
 from monitor.model.changes import VmChanges
 from monitor.model.lease import HostLease
 from monitor.model.rows import DeviceRow, VmRecord, VmState
-from monitor.store import migrate, row_writes
+from monitor.store import migrate, prepared, row_writes
 from monitor.store.engine import (
     AUTOCOMMIT_READ,
     create_engine,
@@ -83,7 +83,7 @@ class _ByIds(NamedTuple):
     """The statements a tick runs over a list of VM ids, built once per dialect."""
 
     states: sa.Select
-    states_or_on_host: sa.Select
+    states_on_host: sa.Select
     rows: sa.Select
     hash_times: sa.Select
     locks_held: sa.Select
@@ -109,8 +109,7 @@ def _by_ids(dialect: str) -> _ByIds:
     clock = (_STATEMENT_TIME,) if dialect == "postgresql" else ()
     return _ByIds(
         states=sa.select(*_STATE_COLUMNS, *clock).where(among(vms.c.id)),
-        states_or_on_host=sa.select(*_STATE_COLUMNS, *clock).where(
-            sa.or_(among(vms.c.id), vms.c.host == _HOST)),
+        states_on_host=sa.select(*_STATE_COLUMNS, *clock).where(vms.c.host == _HOST),
         rows=sa.select(*DEVICE_COLUMNS).where(among(vm_devices.c.vm_id)),
         # PostgreSQL: no concurrent advance between the check and the UPDATE
         hash_times=sa.select(vms.c.id, vms.c.hash_time, *clock).where(among(vms.c.id))
@@ -297,18 +296,30 @@ class Tx:
     def vm_states_and_host(self, vm_ids: Iterable[str], host: str,
                            process_utc: Callable[[], datetime]
                            ) -> tuple[dict[str, VmState], datetime]:
-        """The states of the VMs of ``vm_ids`` and of every VM the DB places on ``host``,
-        in one read (a tick's first read: its reports' VMs, and its host's VMs for
-        vanished ones), and the database's clock when they were read (``now``: on
-        PostgreSQL the reading statement's own ``statement_timestamp()``)."""
+        """The states of the VMs of ``vm_ids`` and of every VM the DB places on ``host``
+        (a tick's first read: its reports' VMs, and its host's VMs for vanished ones),
+        and the database's clock when they were read (``now``: on PostgreSQL the first
+        reading statement's own ``statement_timestamp()``).
+
+        The host's VMs first, by the host index; then, by id, only the asked VMs the DB
+        places elsewhere or does not know (a VM migrating in, an unknown one): usually
+        none, so a steady host costs one statement and no lookup per VM id
+        (docs/performance.md, "The seventh wave"). Each VM's state is as one statement
+        read it, as it would be in a statement of its own.
+        """
+        fields = len(VmState._fields)
+        by_ids = self._by_ids
         found: dict[str, VmState] = {}
         read_at = None
-        fields = len(VmState._fields)
-        for number, chunk in enumerate(_chunks(vm_ids, at_least_one=True)):
-            query = self._by_ids.states_or_on_host if number == 0 else self._by_ids.states
-            for row in self._connection.execute(query, {"ids": chunk, "b_host": host}).all():
+        rows = prepared.fetch(self._connection, by_ids.states_on_host, {"b_host": host})
+        for row in rows:
+            found[row[0]] = VmState(*row[:fields])
+        if rows and len(rows[0]) > fields:
+            read_at = rows[0][fields]
+        for chunk in _chunks(vm_id for vm_id in vm_ids if vm_id not in found):
+            for row in prepared.fetch(self._connection, by_ids.states, {"ids": chunk}):
                 found[row[0]] = VmState(*row[:fields])
-                if len(row) > fields:
+                if read_at is None and len(row) > fields:
                     read_at = row[fields]
         return found, read_at or self.now(process_utc)
 
@@ -410,7 +421,8 @@ class Tx:
             groups.setdefault(key, []).append(_advance_params(item))
             advanced.add(item.vm_id)
         for (with_status, with_host), params in groups.items():
-            self._connection.execute(_advance_statement(with_status, with_host), params)
+            prepared.execute_many(self._connection, _advance_statement(with_status, with_host),
+                                  params)
         for vm_id in advanced:
             locked.pop(vm_id, None)  # written: read it again if asked again
         return advanced
@@ -423,7 +435,7 @@ class Tx:
         found: dict[str, datetime | None] = {}
         read_at = None
         for chunk in _chunks(sorted(vm_ids)):
-            for row in self._connection.execute(self._by_ids.hash_times, {"ids": chunk}):
+            for row in prepared.fetch(self._connection, self._by_ids.hash_times, {"ids": chunk}):
                 found[row[0]] = row[1]
                 if len(row) > 2:
                     read_at = row[2]
@@ -482,7 +494,7 @@ class Tx:
         found: dict[str, list[DeviceRow]] = {vm_id: [] for vm_id in vm_ids}
         with collector.paused():
             for chunk in _chunks(found):
-                for row in self._connection.execute(self._by_ids.rows, {"ids": chunk}).all():
+                for row in prepared.fetch(self._connection, self._by_ids.rows, {"ids": chunk}):
                     found[row[1]].append(DeviceRow(*row))
         by_device_id = attrgetter("device_id")
         for rows in found.values():
@@ -540,7 +552,7 @@ class Tx:
              "fetched_at": fetched_at}
             for vm_id, xml in items
         ]
-        self._connection.execute(statement, params)
+        prepared.execute_many(self._connection, statement, params)
 
     def last_xml(self, vm_id: str) -> tuple[bytes, datetime] | None:
         query = sa.select(vm_last_xml.c.xml, vm_last_xml.c.fetched_at).where(
@@ -602,8 +614,8 @@ class Tx:
         ids = sorted(set(vm_ids))
         if not ids:
             return set()
-        taken = self._connection.execute(statement, [{"vm_id": vm_id, **params}
-                                                     for vm_id in ids])
+        taken = prepared.fetch_each(self._connection, statement,
+                                    [{"vm_id": vm_id, **params} for vm_id in ids])
         return {vm_id for vm_id, in taken}
 
     def locks_held(self, vm_ids: Iterable[str], holder: str, token: str,
@@ -638,8 +650,8 @@ class Tx:
         return {
             vm_id
             for chunk in _chunks(sorted(set(vm_ids)))
-            for vm_id in self._connection.execute(self._by_ids.release_locks_held,
-                                                  {"ids": chunk, **params}).scalars()
+            for vm_id, in prepared.fetch(self._connection, self._by_ids.release_locks_held,
+                                         {"ids": chunk, **params})
         }
 
     def renew_locks(self, vm_ids: Iterable[str], holder: str, token: str, now: datetime,
@@ -786,12 +798,9 @@ def _advance_params(item: HashAdvance) -> dict[str, Any]:
     return params
 
 
-def _chunks(ids: Iterable[str], at_least_one: bool = False) -> Iterator[list[str]]:
-    """``ids`` without repeats, ``CHUNK`` at a time (``at_least_one``: an empty chunk for
-    no ids)."""
+def _chunks(ids: Iterable[str]) -> Iterator[list[str]]:
+    """``ids`` without repeats, ``CHUNK`` at a time."""
     batch = list(dict.fromkeys(ids))
-    if at_least_one and not batch:
-        yield []
     for start in range(0, len(batch), CHUNK):
         yield batch[start:start + CHUNK]
 

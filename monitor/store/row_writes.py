@@ -14,8 +14,9 @@ differs by dialect:
 * SQLite (in-process, no round trips): the statements compiled once, then the
   driver's ``executemany`` over plain tuples, skipping SQLAlchemy's per-row work.
 
-Inserts (new unmanaged devices: a VM's first tick, a hot-plug) stay SQLAlchemy's
-``executemany``: few per tick, and every column of the row.
+Inserts (new unmanaged devices: a VM's first tick, a hot-plug) are one ``executemany``
+of the whole row (``prepared.execute_many``: the driver's on SQLite, SQLAlchemy's on
+PostgreSQL): few per tick.
 
 A row changes at most once per batch (``legacy.decide`` lists a device once).
 """
@@ -23,14 +24,15 @@ A row changes at most once per batch (``legacy.decide`` lists a device once).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection
 
 from monitor.model.changes import VmChanges
 from monitor.model.rows import DeviceRow
+from monitor.store import prepared
 from monitor.store.engine import json_dumps
 from monitor.store.schema import DEVICE_COLUMNS, vm_devices
 
@@ -52,14 +54,14 @@ def write_changes(connection: Connection, changes: Sequence[VmChanges]) -> int:
         written += (_update_recordset if postgres else _update_many)(connection, changes)
     inserts = [row_values(row) for change in changes for row in change.inserts]
     if inserts:
-        result = connection.execute(sa.insert(vm_devices), inserts)
-        sane = connection.dialect.supports_sane_multi_rowcount and result.rowcount >= 0
-        written += result.rowcount if sane else len(inserts)
+        written += prepared.execute_many(connection, _INSERT_ROW, inserts)
     return written
 
 
 # --- SQLite: compiled once, the driver's executemany ---------------------------------
 
+_INSERT_ROW = sa.insert(vm_devices).values(
+    {column.name: sa.bindparam(column.name, type_=column.type) for column in vm_devices.c})
 _DELETE_ROW = sa.delete(vm_devices).where(
     vm_devices.c.vm_id == sa.bindparam("vm_id"),
     vm_devices.c.device_id == sa.bindparam("device_id"),
@@ -72,32 +74,14 @@ _UPDATE_ROW = (
 )
 
 
-class _Compiled(NamedTuple):
-    sql: str
-    parameter_order: tuple[str, ...]
-
-
-_COMPILED: dict[tuple[sa.Executable, str, str], _Compiled] = {}
-
-
-def _compiled(statement: sa.Executable, dialect: Dialect) -> _Compiled:
-    """``statement`` compiled for the dialect's parameter style, once per process."""
-    key = (statement, dialect.name, dialect.paramstyle)
-    found = _COMPILED.get(key)
-    if found is None:
-        compiled = statement.compile(dialect=dialect)
-        found = _COMPILED[key] = _Compiled(str(compiled), tuple(compiled.positiontup or ()))
-    return found
-
-
 def _driver_many(connection: Connection, statement, order: tuple[str, ...],
                  rows: list[tuple]) -> int:
     """``statement`` over tuples in ``order``; refuses a compilation with another order."""
-    compiled = _compiled(statement, connection.dialect)
-    if compiled.parameter_order != order:
-        raise RuntimeError(f"{compiled.sql!r} takes {compiled.parameter_order}, not {order}")
-    result = connection.exec_driver_sql(compiled.sql, rows)
-    return result.rowcount if result.rowcount >= 0 else len(rows)
+    compiled = prepared.prepared(statement, connection.dialect)
+    if compiled.names != order:
+        raise RuntimeError(f"{compiled.sql!r} takes {compiled.names}, not {order}")
+    cursor = prepared.driver_executemany(connection, compiled.sql, rows)
+    return cursor.rowcount if cursor.rowcount >= 0 else len(rows)
 
 
 def _delete_many(connection: Connection, changes: Sequence[VmChanges]) -> int:

@@ -44,6 +44,7 @@ import logging
 import time
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from datetime import datetime
 from typing import NamedTuple
 
@@ -178,12 +179,20 @@ def _tick(source: HostSource, context: TickContext, summary: TickSummary,
 
 def _count_reads(source: HostSource, summary: TickSummary) -> None:
     """What a source that reads XML in its poll did (the libvirt source): the summary's."""
-    if isinstance(source, CountsReads):
+    if _counts_reads(type(source)):
         counts = source.take_counts()
         summary.read.update(counts.reads)
         summary.events.update(counts.events)
         summary.resyncs += counts.resyncs
         summary.reconnects += counts.reconnects
+
+
+@cache
+def _counts_reads(kind: type) -> bool:
+    """Whether a source of this class is a ``CountsReads``: asked once per class, as a
+    protocol's ``isinstance`` costs ~1 % of a partial tick (docs/performance.md, "The
+    seventh wave")."""
+    return issubclass(kind, CountsReads)
 
 
 def _host_failed(summary: TickSummary, error: HostError, action: str) -> None:
