@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import statistics
-import tempfile
 import time
 from contextlib import ExitStack
 
-import sqlalchemy as sa
+from scratch_db import scratch_database  # tools/scratch_db.py
 
-PG_URL = os.environ.get("MONITOR_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 KINDS = ("full", "steady", "partial")
 
 
@@ -40,31 +37,12 @@ def main() -> None:
     args = parser.parse_args()
     with ExitStack() as stack:
         versions = {
-            args.base_label: Version.start("monitorbase", database(args, "base", stack), args),
-            "tree": Version.start("monitor", database(args, "tree", stack), args),
+            args.base_label: Version.start("monitorbase", scratch_database(args.db, "paired_base", stack), args),
+            "tree": Version.start("monitor", scratch_database(args.db, "paired_tree", stack), args),
         }
         stack.callback(lambda: [version.close() for version in versions.values()])
         measure(versions, args)
         report(versions, args)
-
-
-def database(args, name: str, stack: ExitStack) -> str:
-    """A scratch database for one version, removed at the end."""
-    if args.db == "sqlite":
-        folder = stack.enter_context(tempfile.TemporaryDirectory())
-        return f"sqlite:///{folder}/{name}.db"
-    schema = f"paired_{name}_{os.getpid()}"
-    engine = sa.create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1))
-    with engine.begin() as connection:
-        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
-
-    def drop() -> None:
-        with engine.begin() as connection:
-            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        engine.dispose()
-
-    stack.callback(drop)
-    return f"{PG_URL}?options=-csearch_path%3D{schema}"
 
 
 class Version:

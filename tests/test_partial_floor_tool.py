@@ -1,0 +1,39 @@
+"""``tools/partial_floor/run`` (docs/performance.md, "The seventh wave") keeps working:
+a tiny run on SQLite.
+
+Times are not asserted; that the tick's statements were recorded and replayed (the
+first read, the locks' upsert, the fence's claim, the rows, the writes, the commits),
+and that the report says what it measured, is.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOL = ROOT / "tools" / "partial_floor" / "run"
+
+
+def test_the_partial_floor_tool_replays_a_partial_tick():
+    done = subprocess.run(
+        [str(TOOL), "--vms", "20", "--hosts", "2", "--repeat", "3"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable},
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "20 VMs on 2 hosts, sqlite" in out
+    for line in ("full tick of a host", "partial tick of a host", "its statements, bare",
+                 "the VM's own work", "floor: statements + VM"):
+        assert re.search(rf"^  {re.escape(line)} +\d+\.\d+ ms", out, re.M), out
+    replayed = re.findall(r"^ +\d+\.\d µs  (.+)$", out, re.M)
+    # SQLite's sequence for one changed VM (tests/test_tick_statements.py counts it too)
+    expected = ["SELECT vms.id,", "BEGIN IMMEDIATE", "INSERT INTO vm_device_locks", "COMMIT",
+                "BEGIN IMMEDIATE", "DELETE FROM vm_device_locks", "SELECT vm_devices.device_id,",
+                "SELECT vms.id,", "UPDATE vms SET", "UPDATE vm_devices SET",
+                "INSERT INTO vm_last_xml", "COMMIT"]
+    assert len(replayed) == len(expected), out
+    assert all(line.startswith(start) for line, start in zip(replayed, expected)), out

@@ -1,0 +1,176 @@
+"""How low a partial tick could go with the statements it sends: a probe, not a test.
+
+Run by ``tools/partial_floor/run``. On the benchmark's fleet (monitor/bench), started
+and given one full tick, then per host one VM changed at a time, as ``monitor bench``'s
+partial tick does:
+
+* ``full``: the engine's full tick of a host (every VM changed), the mean over hosts;
+* ``partial``: the engine's tick of a host with one VM changed, the median;
+* ``statements``: the statements one such tick sends (recorded from SQLAlchemy's
+  ``before_cursor_execute`` and ``commit`` events), each replayed on the bare driver
+  connection (sqlite3 or psycopg: no SQLAlchemy, no engine) ``--repeat`` times in the
+  same order, with the same parameters and the same commits; the median of each, and
+  of the whole sequence. Replayed, the lock upsert takes the lock the claim released
+  in the sequence before, so every repetition does the same work. On PostgreSQL the
+  first read runs inside the replay's transaction (the engine sends it on its own).
+* ``vm_work``: the changed VM's own work, as the apply does it (its document read,
+  correlated, its row changes decided), the median;
+* ``floor``: the bare statements plus the VM's own work, over the full tick: what
+  the partial ratio would be if everything else (SQLAlchemy, the tick's per-host
+  Python: the poll's checks, the plan, the summary) cost nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from contextlib import ExitStack
+
+import sqlalchemy as sa
+from scratch_db import scratch_database  # tools/scratch_db.py
+
+from monitor import collector
+from monitor.adapters.base import Correlated
+from monitor.bench.fleet import Fleet
+from monitor.bench.fleet import vm_id as fleet_vm_id
+from monitor.bench.runner import _FleetState, load, tick_fleet
+from monitor.legacy.converter import convert
+from monitor.settings import Settings
+from monitor.tick.documents import Fetched, read_document
+from monitor.tick.host_tick import run_tick
+from monitor.wiring import open_store, tick_context
+
+COMMIT = "COMMIT"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--vms", type=int, default=2000)
+    parser.add_argument("--hosts", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=200)
+    args = parser.parse_args()
+    with ExitStack() as stack:
+        settings = Settings(db_url=scratch_database(args.db, "partial_floor", stack))
+        store = stack.enter_context(open_store(settings))
+        context = tick_context(store, settings)
+        state = _FleetState(Fleet(args.vms, args.hosts))
+        load(context, state.fleet, _quiet)
+        tick_fleet(context, state, "start", _quiet)
+        report(args, measure(args, store, context, state))
+
+
+def _quiet(*_progress) -> None:
+    pass
+
+
+def measure(args, store, context, state: _FleetState) -> dict:
+    hosts = state.fleet.hosts
+    state.flip(range(state.fleet.vms))
+    full = [timed(lambda: run_tick(state.source(host), context)) for host in range(hosts)]
+    partial = []
+    for round_number in range(5):
+        for host in range(hosts):
+            state.flip([state.fleet.host_vms(host)[round_number]])
+            source = state.source(host)
+            partial.append(timed(lambda: run_tick(source, context)))
+    host = hosts // 2
+    changed = state.fleet.host_vms(host)[7]
+    state.flip([changed])
+    sent = recorded(store, lambda: run_tick(state.source(host), context))
+    return {
+        "full": statistics.mean(full),
+        "partial": statistics.median(partial),
+        "statements": replayed(store, sent, args.repeat),
+        "vm_work": vm_work(store, context, state, host, changed, args.repeat),
+    }
+
+
+def timed(work) -> float:
+    with collector.paused():
+        started = time.perf_counter()
+        work()
+        return time.perf_counter() - started
+
+
+def recorded(store, work) -> list[tuple[str, object, bool]]:
+    """(SQL, parameters, executemany) of every statement ``work`` sends, and commits."""
+    sent: list[tuple[str, object, bool]] = []
+
+    def statement(_connection, _cursor, sql, parameters, _context, many) -> None:
+        sent.append((sql, parameters, many))
+
+    def commit(_connection) -> None:
+        sent.append((COMMIT, None, False))
+
+    engine = store._engine
+    sa.event.listen(engine, "before_cursor_execute", statement)
+    sa.event.listen(engine, "commit", commit)
+    try:
+        work()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", statement)
+        sa.event.remove(engine, "commit", commit)
+    return sent
+
+
+def replayed(store, sent, repeat: int) -> list[tuple[str, float]]:
+    """Each statement's median time on the bare driver connection, in the order sent."""
+    raw = store._engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        seconds: list[list[float]] = [[] for _ in sent]
+        for _ in range(repeat):
+            cursor = driver.cursor()
+            for index, (sql, parameters, many) in enumerate(sent):
+                started = time.perf_counter()
+                if sql == COMMIT:
+                    driver.commit()
+                elif many:
+                    cursor.executemany(sql, parameters)
+                else:
+                    cursor.execute(sql, parameters)
+                    if cursor.description:
+                        cursor.fetchall()
+                seconds[index].append(time.perf_counter() - started)
+            driver.commit()
+    finally:
+        raw.close()
+    return [(sql.split(None, 3)[:3], statistics.median(each))
+            for (sql, _p, _m), each in zip(sent, seconds)]
+
+
+def vm_work(store, context, state: _FleetState, host: int, changed: int, repeat: int) -> float:
+    """The changed VM's document read, correlated and its row changes decided."""
+    vm_id, xml, vm_hash = next(item for item in state.documents(host)
+                               if item[0] == fleet_vm_id(changed))
+    with store.transaction() as tx:
+        rows = tx.rows([vm_id])[vm_id]
+    item = Fetched(vm_id, vm_hash, xml)
+
+    def work() -> None:
+        document = read_document(item, context.limits)
+        converted = convert(vm_id, document.parsed, rows)
+        context.database.decide(Correlated(converted, rows, vm_hash, None))
+
+    return statistics.median(timed(work) for _ in range(repeat))
+
+
+def report(args, found: dict) -> None:
+    full, partial = found["full"], found["partial"]
+    print(f"{args.vms} VMs on {args.hosts} hosts, {args.db}")
+    print(f"  full tick of a host       {full * 1000:8.2f} ms")
+    print(f"  partial tick of a host    {partial * 1000:8.3f} ms  {partial / full:.4f} of full")
+    bare = sum(seconds for _sql, seconds in found["statements"])
+    print(f"  its statements, bare      {bare * 1000:8.3f} ms  {bare / full:.4f} of full")
+    for words, seconds in found["statements"]:
+        print(f"      {seconds * 1e6:8.1f} µs  {' '.join(words)}")
+    work = found["vm_work"]
+    print(f"  the VM's own work         {work * 1000:8.3f} ms  {work / full:.4f} of full")
+    print(f"  floor: statements + VM    {(bare + work) * 1000:8.3f} ms  "
+          f"{(bare + work) / full:.4f} of full")
+
+
+if __name__ == "__main__":
+    main()
