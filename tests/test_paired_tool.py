@@ -1,5 +1,5 @@
 """``tools/paired/run`` (docs/performance.md, "Measuring a change on a noisy machine")
-keeps working: a tiny run against this repository's HEAD, on SQLite (it needs the git
+keeps working: a tiny run against this repository's HEAD, on SQLite, in its two halves (it needs the git
 clone, which is what the tests run in).
 
 Times are not asserted; that both versions ticked every kind, and that the report says
@@ -30,6 +30,12 @@ def test_the_paired_tool_compares_head_with_the_tree():
                           text=True, cwd=ROOT, check=True).stdout.strip()
     assert re.search(rf"^\s+{head}: full .* ms a host; partial .*; steady ", out, re.M), out
     assert re.search(r"^\s+tree: full .* ms a host; partial .*; steady ", out, re.M), out
-    # 2 hosts x 1 round of full ticks; 2 hosts x 3 repeats of steady and partial ones
+    # each half: 2 hosts x 1 round of full ticks; 2 hosts x 3 repeats of steady and
+    # partial ones; the two halves' medians and their geometric mean
     for kind, pairs in (("full", 2), ("steady", 6), ("partial", 6)):
-        assert re.search(rf"{kind} tick of a host: median of {pairs} pairs \d+\.\d{{3}}", out), out
+        found = re.search(rf"{kind} tick of a host: (\d+\.\d{{3}}) \(median of {pairs} pairs: "
+                          r"base started first (\d+\.\d{3}), tree first (\d+\.\d{3})\)", out)
+        assert found, out
+        mean, base_first, tree_first = map(float, found.groups())
+        assert abs(mean - (base_first * tree_first) ** 0.5) <= 0.0015, out
+    assert out.count("started first: done") == 2, out
