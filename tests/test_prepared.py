@@ -129,31 +129,30 @@ def test_a_failing_statement_raises_what_sqlalchemy_raises(store):
               "address": {}, "alias": "", "spec_params": {}, "is_managed": True,
               "is_plugged": True, "is_readonly": False, "logical_name": None,
               "host_device": None, "custom_properties": {}}
-    with store._engine.connect() as connection, connection.begin():
-        with pytest.raises(sa.exc.IntegrityError) as raised:
-            prepared.execute_many(connection, _INSERT_ROW, [orphan])
+    with (store._engine.connect() as connection, connection.begin(),
+          pytest.raises(sa.exc.IntegrityError) as raised):
+        prepared.execute_many(connection, _INSERT_ROW, [orphan])
     assert "FOREIGN KEY" in str(raised.value.orig)
-    with pytest.raises(StoreError) as failure:  # and Store says it in one line, as ever
-        with store.transaction() as tx:
-            prepared.execute_many(tx._connection, _INSERT_ROW, [orphan])
+    # and Store says it in one line, as ever
+    with pytest.raises(StoreError) as failure, store.transaction() as tx:
+        prepared.execute_many(tx._connection, _INSERT_ROW, [orphan])
     assert "\n" not in str(failure.value) and failure.value.transient is False
 
 
 def test_a_missing_parameter_is_refused_not_sent_as_null(store):
-    with store._engine.connect() as connection, connection.begin():
-        with pytest.raises(sa.exc.ArgumentError, match="b_host"):
-            prepared.fetch(connection, _BY_IDS["sqlite"].states_on_host, {})
+    with (store._engine.connect() as connection, connection.begin(),
+          pytest.raises(sa.exc.ArgumentError, match="b_host")):
+        prepared.fetch(connection, _BY_IDS["sqlite"].states_on_host, {})
 
 
 def test_a_locked_database_is_unavailable_as_through_sqlalchemy(tmp_path):
     """The driver's own ``BEGIN IMMEDIATE`` (the engine's begin hook) against a write lock
     held elsewhere: the same ``StoreError`` as before, unavailable and transient."""
     url = f"sqlite:///{tmp_path / 'monitor.db'}?timeout=0.05"
-    with Store.open(url) as store, store._engine.connect() as holder:
-        with holder.begin():  # the engine's BEGIN IMMEDIATE: the write lock, held
-            with pytest.raises(StoreError) as failure:
-                with store.transaction() as tx:
-                    tx.count_rows()
+    # the holder's begin is the engine's BEGIN IMMEDIATE: the write lock, held
+    with (Store.open(url) as store, store._engine.connect() as holder, holder.begin(),
+          pytest.raises(StoreError) as failure, store.transaction() as tx):
+        tx.count_rows()
     assert failure.value.unavailable and failure.value.transient
     assert "locked" in str(failure.value)
 

@@ -44,8 +44,8 @@ import logging
 import time
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
 from datetime import datetime
+from functools import cache
 from typing import NamedTuple
 
 from monitor import collector

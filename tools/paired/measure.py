@@ -47,7 +47,7 @@ def main() -> None:
     report(halves, args)
 
 
-def half(args, first: str) -> dict[str, "Version"]:
+def half(args, first: str) -> dict[str, Version]:
     """Both versions started, ``first`` first, and measured; their databases dropped."""
     packages = {"base": "monitorbase", "tree": "monitor"}
     with ExitStack() as stack:
@@ -78,7 +78,7 @@ class Version:
         self.seconds: dict[str, list[float]] = {kind: [] for kind in KINDS}
 
     @classmethod
-    def start(cls, package: str, url: str, args) -> "Version":
+    def start(cls, package: str, url: str, args) -> Version:
         version = cls(package, url, args)
         version._runner.load(version.context, version.state.fleet, _quiet)
         version._runner.tick_fleet(version.context, version.state, "start", _quiet)
@@ -121,7 +121,7 @@ def measure(versions: dict[str, Version], args) -> None:
         print(f"round {number + 1}/{args.rounds} done", flush=True)
 
 
-def report(halves: list[dict[str, "Version"]], args) -> None:
+def report(halves: list[dict[str, Version]], args) -> None:
     print(f"{args.vms} VMs on {args.hosts} hosts, {args.db}, {args.rounds} rounds "
           "in each of two halves (each version started first once)")
     for label in halves[0]:
