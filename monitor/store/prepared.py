@@ -33,13 +33,13 @@ Processor = Callable[[Any], Any] | None
 class Prepared(NamedTuple):
     """A statement compiled for SQLite: its text, its parameters in order with their
     values in the statement (``REQUIRED``: the caller gives it) and bind processors,
-    and the result processor of each column."""
+    and the columns of its rows that have a result processor, with it."""
 
     sql: str
     names: tuple[str, ...]
     defaults: tuple[Any, ...]
     binds: tuple[Processor, ...]
-    results: tuple[Processor, ...]
+    results: tuple[tuple[int, Callable[[Any], Any]], ...]
 
 
 REQUIRED = object()
@@ -59,8 +59,10 @@ def prepared(statement: sa.Executable, dialect: Dialect) -> Prepared:
         binds = tuple(compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
                       for name in names)
         columns = getattr(statement, "exported_columns", ())
-        results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
-                        for column in columns)
+        processors = (column.type.dialect_impl(dialect).result_processor(dialect, None)
+                      for column in columns)
+        results = tuple((index, processor) for index, processor in enumerate(processors)
+                        if processor is not None)
         found = _PREPARED[statement] = Prepared(
             str(compiled), names, tuple(defaults[name] for name in names), binds, results)
     return found
@@ -79,14 +81,12 @@ def fetch(connection: Connection, statement: sa.Executable,
         rows = cursor.execute(compiled.sql, values).fetchall()
     except sqlite3.Error as error:
         raise _wrapped(compiled.sql, values, error, connection) from error
-    processors = [(index, processor) for index, processor in enumerate(compiled.results)
-                  if processor is not None]
-    if not processors or not rows:
+    if not compiled.results or not rows:
         return rows
     converted = []
     for row in rows:
         row = list(row)
-        for index, processor in processors:
+        for index, processor in compiled.results:
             row[index] = processor(row[index])
         converted.append(row)
     return converted
