@@ -58,10 +58,13 @@ def write_changes(connection: Connection, changes: Sequence[VmChanges]) -> int:
     return written
 
 
-# --- SQLite: compiled once, the driver's executemany ---------------------------------
-
+# A whole row, every column a parameter (both databases).
 _INSERT_ROW = sa.insert(vm_devices).values(
     {column.name: sa.bindparam(column.name, type_=column.type) for column in vm_devices.c})
+
+
+# --- SQLite: compiled once, the driver's executemany ---------------------------------
+
 _DELETE_ROW = sa.delete(vm_devices).where(
     vm_devices.c.vm_id == sa.bindparam("vm_id"),
     vm_devices.c.device_id == sa.bindparam("device_id"),
