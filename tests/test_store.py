@@ -580,6 +580,29 @@ def test_commits_are_not_flushed_one_by_one(db_url):
     engine.dispose()
 
 
+def test_postgresql_times_come_back_in_python_s_own_utc(pg_database):
+    """The engine's PostgreSQL sessions are in ``UTC`` (monitor/store/engine.py): psycopg
+    hands back ``timezone.utc`` itself, which the store's reads pass through as they are
+    (no ``zoneinfo`` per value); the instant is the one written, whatever the server's
+    own zone."""
+    import sqlalchemy as sa
+
+    from monitor.store.engine import create_engine
+    from monitor.store.schema import UtcDateTime
+
+    db_url = pg_database.render_as_string(hide_password=False)
+    engine = create_engine(db_url)
+    written = datetime(2026, 12, 3, 23, 59, 59, 123456, tzinfo=timezone(timedelta(hours=5)))
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SHOW TimeZone")).scalar() == "UTC"
+        raw = connection.execute(sa.select(sa.literal(written, UtcDateTime))).scalar()
+        typed = connection.execute(
+            sa.select(sa.cast(sa.literal(written, UtcDateTime), UtcDateTime))).scalar()
+    engine.dispose()
+    assert raw == written and typed == written
+    assert typed.tzinfo is UTC
+
+
 # --- reads outside a transaction (Store.read) -------------------------------------------
 
 

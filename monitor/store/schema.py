@@ -79,7 +79,10 @@ def _sqlite_utc(value: str | None) -> datetime | None:
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    zone = value.tzinfo
+    if zone is UTC:  # PostgreSQL's, in the engine's sessions (engine._configure_postgresql)
+        return value
+    return value.replace(tzinfo=UTC) if zone is None else value.astimezone(UTC)
 
 
 # PostgreSQL leaves this percent of each page of the two tables a full tick rewrites
