@@ -1,26 +1,26 @@
-"""The tick's statements on SQLite: compiled once by SQLAlchemy, run on the sqlite3 cursor.
+"""The tick's statements: compiled once by SQLAlchemy, run on the driver's own cursor.
 
 SQLAlchemy Core declares every statement (``repository``, ``row_writes``) and stays the
 owner of the schema, of the transactions and of every other statement. What this module
-takes over, for the few statements a tick runs on SQLite, is their execution: SQLAlchemy's
-execution context, result object and per-row processing cost 15-20 µs a statement here,
-against ~2 µs for the sqlite3 cursor, and a partial tick of a host runs about ten of
-them (docs/performance.md, "The seventh wave"). The values are converted by the same
-type processors SQLAlchemy would call (taken from the types once per statement), so what
-reaches the database and what comes back are the same.
-
-On PostgreSQL every call here is SQLAlchemy's own ``execute``: there a statement's cost
-is the server's, and psycopg's adaptation is not worth a second path.
+takes over, for the few statements a tick runs, is their execution: SQLAlchemy's
+execution context, result object and per-row processing cost 15-20 µs a statement on
+SQLite, against ~2 µs for the sqlite3 cursor, and 60-120 µs on PostgreSQL, against a
+~60 µs round trip on psycopg's cursor; a partial tick of a host runs about ten of them
+(docs/performance.md, "The seventh wave" and "The eighth wave"). The values are
+converted by the same type processors SQLAlchemy would call (taken from the types once
+per statement and dialect), so what reaches the database and what comes back are the
+same.
 
 Errors keep their SQLAlchemy class (``sqlalchemy.exc.DBAPIError.instance``, as SQLAlchemy
 wraps them), so ``Store``'s translation into a one-line ``StoreError`` is the same for
-both paths; and SQLAlchemy's ``before_cursor_execute`` event is fired for each statement,
-so what listens to the statements sent (a tracer, the tests' counts) sees them all.
+both paths; a lost connection is invalidated, as SQLAlchemy does, so the pool replaces it
+and the error reads as unavailable. SQLAlchemy's ``before_cursor_execute`` event is fired
+for each statement, so what listens to the statements sent (a tracer, the tests' counts)
+sees them all.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -31,12 +31,15 @@ Processor = Callable[[Any], Any] | None
 
 
 class Prepared(NamedTuple):
-    """A statement compiled for SQLite: its text, its parameters in order with their
+    """A statement compiled for one dialect: its text, its parameters in order with their
     values in the statement (``REQUIRED``: the caller gives it) and bind processors,
-    and the columns of its rows that have a result processor, with it."""
+    and the columns of its rows that have a result processor, with it. ``keys``: the
+    parameters' names in the text, for a driver that takes them by name (psycopg's
+    ``%(name)s``); ``None`` for one that takes them in order (sqlite3's ``?``)."""
 
     sql: str
     names: tuple[str, ...]
+    keys: tuple[str, ...] | None
     defaults: tuple[Any, ...]
     binds: tuple[Processor, ...]
     results: tuple[tuple[int, Callable[[Any], Any]], ...]
@@ -45,15 +48,25 @@ class Prepared(NamedTuple):
 REQUIRED = object()
 
 
-_PREPARED: dict[sa.Executable, Prepared] = {}
+_PREPARED: dict[tuple[sa.Executable, str], Prepared] = {}
 
 
 def prepared(statement: sa.Executable, dialect: Dialect) -> Prepared:
-    """``statement`` compiled for SQLite once per process (only SQLite comes here)."""
-    found = _PREPARED.get(statement)
+    """``statement`` compiled for ``dialect`` once per process."""
+    found = _PREPARED.get((statement, dialect.name))
     if found is None:
         compiled = statement.compile(dialect=dialect)
-        names = tuple(compiled.positiontup or ())
+        sql = str(compiled)
+        if "POSTCOMPILE" in sql:  # an expanding IN: its text depends on the values
+            raise ValueError(f"{sql!r}: a statement with expanding parameters cannot be "
+                             "compiled once")
+        if compiled.positional:
+            names = tuple(compiled.positiontup or ())
+            keys = None
+        else:
+            names = tuple(compiled.binds)
+            escaped = compiled.escaped_bind_names
+            keys = tuple(escaped.get(name, name) for name in names)
         defaults = {name: REQUIRED if bind.required else bind.value
                     for name, bind in compiled.binds.items()}
         binds = tuple(compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
@@ -63,24 +76,16 @@ def prepared(statement: sa.Executable, dialect: Dialect) -> Prepared:
                       for column in columns)
         results = tuple((index, processor) for index, processor in enumerate(processors)
                         if processor is not None)
-        found = _PREPARED[statement] = Prepared(
-            str(compiled), names, tuple(defaults[name] for name in names), binds, results)
+        found = _PREPARED[(statement, dialect.name)] = Prepared(
+            sql, names, keys, tuple(defaults[name] for name in names), binds, results)
     return found
 
 
 def fetch(connection: Connection, statement: sa.Executable,
           params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
     """The rows ``statement`` returns with ``params`` (a select, or DML with RETURNING)."""
-    if connection.dialect.name != "sqlite":
-        return connection.execute(statement, params).all()
     compiled = prepared(statement, connection.dialect)
-    values = _values(compiled, params)
-    cursor = connection.connection.driver_connection.cursor()
-    _announce(connection, cursor, compiled.sql, values, False)
-    try:
-        rows = cursor.execute(compiled.sql, values).fetchall()
-    except sqlite3.Error as error:
-        raise _wrapped(compiled.sql, values, error, connection) from error
+    rows = _run(connection, compiled.sql, _values(compiled, params), rows=True)
     if not compiled.results or not rows:
         return rows
     converted = []
@@ -95,19 +100,23 @@ def fetch(connection: Connection, statement: sa.Executable,
 def fetch_each(connection: Connection, statement: sa.Executable,
                params: Sequence[Mapping[str, Any]]) -> list[Sequence[Any]]:
     """The rows ``statement`` (DML with RETURNING) returns for each parameter set, in
-    order (SQLAlchemy's ``executemany`` with RETURNING on PostgreSQL)."""
-    if connection.dialect.name != "sqlite":
+    order. On PostgreSQL more than one set goes through SQLAlchemy, whose executemany
+    with RETURNING sends them as one statement (``insertmanyvalues``)."""
+    if len(params) > 1 and connection.dialect.name == "postgresql":
         return list(connection.execute(statement, list(params)).all())
     return [row for one in params for row in fetch(connection, statement, one)]
+
+
+def execute(connection: Connection, statement: sa.Executable,
+            params: Mapping[str, Any]) -> int:
+    """``statement`` (DML without RETURNING) once: rows written."""
+    compiled = prepared(statement, connection.dialect)
+    return _run(connection, compiled.sql, _values(compiled, params), rows=False)
 
 
 def execute_many(connection: Connection, statement: sa.Executable,
                  params: Sequence[Mapping[str, Any]]) -> int:
     """``statement`` (DML without RETURNING) once for each parameter set: rows written."""
-    if connection.dialect.name != "sqlite":
-        result = connection.execute(statement, list(params))
-        sane = connection.dialect.supports_sane_multi_rowcount and result.rowcount >= 0
-        return result.rowcount if sane else len(params)
     compiled = prepared(statement, connection.dialect)
     values = [_values(compiled, one) for one in params]
     cursor = driver_executemany(connection, compiled.sql, values)
@@ -115,47 +124,78 @@ def execute_many(connection: Connection, statement: sa.Executable,
 
 
 def driver_execute(connection: Connection, sql: str) -> None:
-    """SQLite: one statement without parameters or rows (``BEGIN IMMEDIATE``)."""
-    cursor = connection.connection.driver_connection.cursor()
-    _announce(connection, cursor, sql, (), False)
-    try:
-        cursor.execute(sql)
-    except sqlite3.Error as error:
-        raise _wrapped(sql, (), error, connection) from error
+    """One statement without parameters or rows (SQLite's ``BEGIN IMMEDIATE``)."""
+    _run(connection, sql, (), rows=False)
 
 
-def driver_executemany(connection: Connection, sql: str,
-                       values: Sequence[Sequence[Any]]) -> sqlite3.Cursor:
-    """SQLite: ``sql`` over parameter tuples already in the database's types."""
-    cursor = connection.connection.driver_connection.cursor()
+def driver_executemany(connection: Connection, sql: str, values: Sequence[Any]) -> Any:
+    """``sql`` over parameters already in the database's types (tuples for sqlite3's
+    ``?``, mappings for psycopg's ``%(name)s``); the cursor, for its ``rowcount``.
+    psycopg sends the sets pipelined: one round trip, not one per set."""
+    cursor = _cursor(connection)
     _announce(connection, cursor, sql, values, True)
     try:
-        return cursor.executemany(sql, values)
-    except sqlite3.Error as error:
-        raise _wrapped(sql, values, error, connection, many=True) from error
+        cursor.executemany(sql, values)
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise _wrapped(sql, values, error, connection, cursor, many=True) from error
+    return cursor
 
 
-def _values(compiled: Prepared, params: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The parameters in the statement's order, converted as SQLAlchemy converts them."""
+def _run(connection: Connection, sql: str, values, rows: bool) -> Any:
+    """One execution of ``sql`` on the connection's cursor: its rows, or its count."""
+    cursor = _cursor(connection)
+    _announce(connection, cursor, sql, values, False)
+    try:
+        cursor.execute(sql, values)
+        return cursor.fetchall() if rows else cursor.rowcount
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise _wrapped(sql, values, error, connection, cursor) from error
+
+
+def _values(compiled: Prepared, params: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:
+    """The parameters as the driver takes them, converted as SQLAlchemy converts them."""
     values = []
     for name, default, bind in zip(compiled.names, compiled.defaults, compiled.binds):
         value = params.get(name, default)
         if value is REQUIRED:
             raise sa.exc.ArgumentError(f"{compiled.sql!r}: no value for {name!r}")
         values.append(value if bind is None else bind(value))
-    return tuple(values)
+    return tuple(values) if compiled.keys is None else dict(zip(compiled.keys, values))
 
 
-def _announce(connection: Connection, cursor: sqlite3.Cursor, sql: str, values,
-              many: bool) -> None:
+_CURSOR = "monitor.prepared.cursor"
+
+
+def _cursor(connection: Connection) -> Any:
+    """A cursor of the connection's driver connection, kept with it: psycopg's costs
+    ~15 µs to make, and a cursor runs one statement after another (sqlite3's and
+    psycopg's client-side cursors alike)."""
+    driver = connection.connection.driver_connection
+    info = connection.info
+    kept = info.get(_CURSOR)
+    if kept is None or kept[0] is not driver:
+        kept = info[_CURSOR] = (driver, driver.cursor())
+    return kept[1]
+
+
+def _announce(connection: Connection, cursor: Any, sql: str, values, many: bool) -> None:
     """SQLAlchemy's ``before_cursor_execute`` event, as its own execution fires it: what
     listens to the statements sent (tracing, the tests' counts) sees these too."""
     if connection._has_events or connection.engine._has_events:
         connection.dispatch.before_cursor_execute(connection, cursor, sql, values, None, many)
 
 
-def _wrapped(sql: str, values, error: sqlite3.Error, connection: Connection,
+def _wrapped(sql: str, values, error: Exception, connection: Connection, cursor: Any,
              many: bool = False) -> sa.exc.DBAPIError:
-    """The error as SQLAlchemy would have raised it (``OperationalError``, ...)."""
-    return sa.exc.DBAPIError.instance(sql, values, error, sqlite3.Error,
-                                      dialect=connection.dialect, ismulti=many)
+    """The error as SQLAlchemy would have raised it (``OperationalError``, ...). A lost
+    connection (the server restarted, the session terminated) is invalidated, as
+    SQLAlchemy's own execution does: the pool opens a new one for the next transaction,
+    and the error says ``connection_invalidated`` (unavailable, for the store)."""
+    dialect = connection.dialect
+    lost = dialect.is_disconnect(error, connection.connection.driver_connection, cursor)
+    wrapped = sa.exc.DBAPIError.instance(sql, values, error, dialect.loaded_dbapi.Error,
+                                         dialect=dialect, ismulti=many,
+                                         connection_invalidated=lost)
+    if lost:
+        connection.invalidate(error)
+    return wrapped

@@ -15,8 +15,8 @@ differs by dialect:
   driver's ``executemany`` over plain tuples, skipping SQLAlchemy's per-row work.
 
 Inserts (new unmanaged devices: a VM's first tick, a hot-plug) are one ``executemany``
-of the whole row (``prepared.execute_many``: the driver's on SQLite, SQLAlchemy's on
-PostgreSQL): few per tick.
+of the whole row (``prepared.execute_many``, the driver's; psycopg pipelines it): few per
+tick. Every statement here runs on the driver's cursor (``monitor.store.prepared``).
 
 A row changes at most once per batch (``legacy.decide`` lists a device once).
 """
@@ -130,7 +130,7 @@ _UPDATE_RECORDSET = (
 def _delete_recordset(connection: Connection, changes: Sequence[VmChanges]) -> int:
     rows = [{"vm_id": change.vm_id, "device_id": device_id}
             for change in changes for device_id in change.deletes]
-    return connection.execute(_DELETE_RECORDSET, {"rows": rows}).rowcount
+    return prepared.execute(connection, _DELETE_RECORDSET, {"rows": rows})
 
 
 def _update_recordset(connection: Connection, changes: Sequence[VmChanges]) -> int:
@@ -141,7 +141,7 @@ def _update_recordset(connection: Connection, changes: Sequence[VmChanges]) -> i
         for change in changes
         for update in change.updates
     ]
-    return connection.execute(_UPDATE_RECORDSET, {"rows": rows}).rowcount
+    return prepared.execute(connection, _UPDATE_RECORDSET, {"rows": rows})
 
 
 _DEVICE_FIELDS = tuple(column.name for column in DEVICE_COLUMNS)
