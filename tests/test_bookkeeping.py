@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from monitor.hosts.source import VmReport
-from monitor.model.rows import VmRecord
+from monitor.model.rows import VmRecord, VmState
 from monitor.tick.bookkeeping import (
     NOT_RECONCILED,
     RECONCILED,
     Decision,
+    Plan,
     Skip,
     Vanishing,
+    decide,
     plan,
     vanished,
 )
@@ -85,10 +88,42 @@ CASES = [
 def test_decision(host, report, record, expected):
     stored = {VM: record} if record is not None else {}
     result = plan(host, {VM: report}, NOW, stored)
-    assert result.decisions == (expected,)
+    assert every_decision(result, {VM: report}) == (expected,)
     assert result.to_fetch == ([VM] if expected.fetch else [])
     assert result.skipped == ({expected.skip: 1} if expected.skip else {})
     assert result.status_changes == ([expected] if expected.changes_record else [])
+
+
+def every_decision(result: Plan, reports) -> tuple[Decision, ...]:
+    """The plan's decisions with the VMs it only names as ``unchanged`` spelled out."""
+    named = (Decision(vm_id, False, Skip.UNCHANGED, None, None, reports[vm_id].hash)
+             for vm_id in result.unchanged)
+    return tuple(sorted((*result.decisions, *named), key=lambda decision: decision.vm_id))
+
+
+STATUSES = ["Up", "Down", "Paused", "Migration Source", "WaitForLaunch", "Running"]
+HASHES = [None, "", "h1", "h2", "bad"]
+TIMES = [None, EARLIER, NOW, LATER, EARLIER.replace(tzinfo=None)]
+
+
+def test_the_plan_s_shortcut_answers_as_the_rules_do():
+    """``plan`` names a VM ``unchanged`` without a decision only where ``decide`` would
+    answer exactly that, and gives every other VM ``decide``'s own answer: over every
+    combination of host, status, hash, stored time and clock the rules read."""
+    reports, stored, expected = {}, {}, {}
+    combinations = itertools.product(["a", "b", None], STATUSES, STATUSES, HASHES, HASHES,
+                                     [None, "bad"], TIMES)
+    for number, (host, status, stored_status, hash_, stored_hash, bad, when) in enumerate(
+            combinations):
+        vm_id = f"{number:08d}-0000-4000-8000-000000000000"
+        reports[vm_id] = VmReport(status, hash_)
+        stored[vm_id] = VmState(vm_id, host, stored_status, stored_hash, when, bad)
+    for now in (None, NOW):
+        result = plan("a", reports, NOW, stored, now)
+        expected = tuple(decide("a", vm_id, reports[vm_id], NOW, stored[vm_id], now)
+                         for vm_id in sorted(reports))
+        assert every_decision(result, reports) == expected
+        assert len(result.unchanged) > 50 and len(result.decisions) > 1000
 
 
 @pytest.mark.parametrize("status", sorted(RECONCILED))
@@ -153,7 +188,8 @@ def test_plan_is_sorted_by_vm_and_counts_skips():
         ids[3]: VmReport("Up", "h1"),
     }
     result = plan("a", reports, NOW, stored)
-    assert [decision.vm_id for decision in result.decisions] == sorted(ids)
+    assert [decision.vm_id for decision in result.decisions] == [ids[0], ids[3]]
+    assert sorted(result.unchanged) == sorted(ids[1:3])  # nothing to do: only named
     assert result.to_fetch == [ids[0]]
     assert result.skipped == {Skip.UNCHANGED: 2, Skip.UNKNOWN_VM: 1}
     assert Skip.KNOWN_BAD.value == "known-bad-hash"

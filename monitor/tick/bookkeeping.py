@@ -36,6 +36,7 @@ from collections import Counter
 from collections.abc import Collection, Mapping
 from datetime import datetime, timezone
 from enum import StrEnum
+from operator import attrgetter
 from typing import NamedTuple, Protocol
 
 from monitor.clock import older_than_stored
@@ -107,7 +108,13 @@ class Decision(NamedTuple):
 
 
 class Plan(NamedTuple):
-    decisions: tuple[Decision, ...]  # sorted by vm id
+    """The decisions of one host's poll. A VM with nothing to do (rule 7's ``unchanged``,
+    no status or host to store: most VMs of most ticks) is only named in ``unchanged``,
+    not given a ``Decision``, so a steady host costs a few comparisons per VM
+    (docs/performance.md, "The eighth wave")."""
+
+    decisions: tuple[Decision, ...]  # sorted by vm id; every reported VM but ``unchanged``
+    unchanged: tuple[str, ...] = ()  # skipped ``unchanged``, nothing to store; poll order
 
     @property
     def to_fetch(self) -> list[str]:
@@ -119,7 +126,10 @@ class Plan(NamedTuple):
 
     @property
     def skipped(self) -> Counter[Skip]:
-        return Counter(decision.skip for decision in self.decisions if decision.skip)
+        counts = Counter(decision.skip for decision in self.decisions if decision.skip)
+        if self.unchanged:
+            counts[Skip.UNCHANGED] += len(self.unchanged)
+        return counts
 
 
 def plan(
@@ -136,10 +146,33 @@ def plan(
     """
     report_time = _as_utc(report_time)
     now = None if now is None else _as_utc(now)
-    return Plan(tuple(
-        decide(host, vm_id, reports[vm_id], report_time, stored.get(vm_id), now)
-        for vm_id in sorted(reports)
-    ))
+    decisions: list[Decision] = []
+    unchanged: list[str] = []
+    for vm_id, report in reports.items():
+        record = stored.get(vm_id)
+        if record is not None and _unchanged(host, report, report_time, record):
+            unchanged.append(vm_id)
+        else:
+            decisions.append(decide(host, vm_id, report, report_time, record, now))
+    decisions.sort(key=_BY_VM)
+    return Plan(tuple(decisions), tuple(unchanged))
+
+
+def _unchanged(host: str, report: Reported, report_time: datetime, record: VmState) -> bool:
+    """Whether ``decide`` would answer ``unchanged`` with nothing to store, by the rules'
+    shortest path: the VM's own host, a reconciled status as stored, a hash set and
+    as stored, the report not older than the stored one (rules 2, 4, 6 and 7). Any other
+    VM goes through ``decide``; the tests hold both to the same answers."""
+    if record.host != host or report.status != record.status or report.status not in RECONCILED:
+        return False
+    if not report.hash or report.hash != record.hash:
+        return False
+    stored_time = record.hash_time
+    return stored_time is None or (stored_time.tzinfo is not None
+                                   and report_time >= stored_time)
+
+
+_BY_VM = attrgetter("vm_id")
 
 
 def decide(
