@@ -603,6 +603,34 @@ def test_postgresql_times_come_back_in_python_s_own_utc(pg_database):
     assert typed.tzinfo is UTC
 
 
+def test_postgresql_pooled_connections_are_pinged_outside_a_transaction(pg_database):
+    """The engine's checkout ping (monitor/store/engine.py): a pooled connection whose
+    session the server ended while it sat in the pool is replaced, with no error for
+    the caller; and the ping, run in autocommit, leaves the connection as it found it:
+    idle, in no transaction, not in autocommit."""
+    import psycopg
+    import sqlalchemy as sa
+
+    from monitor.store.engine import create_engine
+
+    engine = create_engine(pg_database.render_as_string(hide_password=False))
+    admin = sa.create_engine(pg_database, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            first = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with admin.connect() as other:  # the pooled connection's session, ended
+            assert other.exec_driver_sql(f"SELECT pg_terminate_backend({first})").scalar()
+        with engine.connect() as connection:
+            driver = connection.connection.driver_connection
+            assert driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            assert driver.autocommit is False
+            second = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        assert second != first
+    finally:
+        engine.dispose()
+        admin.dispose()
+
+
 # --- reads outside a transaction (Store.read) -------------------------------------------
 
 

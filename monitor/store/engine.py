@@ -88,11 +88,12 @@ def create_engine(url: str) -> Engine:
         engine = sa.create_engine(parsed, json_deserializer=json_loads, json_serializer=json_dumps)
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
-    connect_args = network_timeouts(parsed) if parsed.get_backend_name() == "postgresql" else {}
+    postgres = parsed.get_backend_name() == "postgresql"
+    connect_args = network_timeouts(parsed) if postgres else {}
     try:
         engine = sa.create_engine(
-            parsed, pool_pre_ping=True, json_deserializer=json_loads, json_serializer=json_dumps,
-            connect_args=connect_args,
+            parsed, pool_pre_ping=not postgres,  # PostgreSQL: _configure_postgresql's ping
+            json_deserializer=json_loads, json_serializer=json_dumps, connect_args=connect_args,
         )
     except ModuleNotFoundError as missing:
         if not (missing.name or "").startswith("psycopg"):
@@ -142,6 +143,26 @@ def _configure_postgresql(engine: Engine) -> None:
             cursor.execute("SET synchronous_commit TO off")
             cursor.execute("SET TIME ZONE 'UTC'")
         dbapi_connection.commit()  # a SET in a transaction rolled back would not stay
+
+    from psycopg import pq  # installed: this is a PostgreSQL engine
+
+    @sa.event.listens_for(engine, "checkout")
+    def _ping(dbapi_connection, _record, _proxy) -> None:
+        """A pooled connection is pinged before it is handed out, so one the server
+        dropped (a restart, a terminated session) is replaced, not failed on. One round
+        trip on libpq's own connection: SQLAlchemy's pre-ping runs ``SELECT 1`` through
+        psycopg in the transaction it opens, ~0.1 ms of Python and round trips more on
+        every tick of a host (docs/performance.md, "The eighth wave"). A
+        ``DisconnectionError`` makes the pool discard the connection and take another."""
+        pgconn = dbapi_connection.pgconn  # libpq's connection, as psycopg exposes it
+        try:
+            if pgconn.transaction_status == pq.TransactionStatus.IDLE:
+                pgconn.exec_(b"")  # an empty query: one round trip that changes no state
+            lost = pgconn.status != pq.ConnStatus.OK
+        except engine.dialect.loaded_dbapi.Error:
+            lost = True  # closed already
+        if lost:
+            raise sa.exc.DisconnectionError(f"connection lost: {pgconn.get_error_message()}")
 
 
 def limit_idle_transactions(engine: Engine, seconds: float) -> None:
