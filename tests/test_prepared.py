@@ -265,3 +265,24 @@ def test_a_lost_connection_is_replaced_for_the_next_transaction(store, db_url):
             assert failure.value.unavailable and failure.value.transient
         with store.transaction() as tx:
             assert len(tx.rows(VMS)[VMS[0]]) == 3
+
+
+@pytest.mark.parametrize("name", ["advance", "insert_row", "take_locks", "last_xml", "rows"])
+def test_the_driver_gets_exactly_the_parameters_the_text_names(store, name):
+    """What goes to the driver is what the compiled text asks for: psycopg's mapping
+    has a key for each ``%(name)s`` and no other (not SQLAlchemy's anonymous names),
+    sqlite3's tuple a value for each ``?``."""
+    import re
+
+    engine_dialect = store._engine.dialect
+    statement = {"advance": _advance_statement(True, True), "insert_row": _INSERT_ROW,
+                 "take_locks": _take_locks(dialect(store)),
+                 "last_xml": _upsert_last_xml(dialect(store)),
+                 "rows": _BY_IDS[dialect(store)].rows}[name]
+    compiled = prepared.prepared(statement, engine_dialect)
+    given = {name: None for name in compiled.names}
+    values = prepared._values(compiled, given)
+    if compiled.keys is None:
+        assert len(values) == compiled.sql.count("?") > 0
+    else:
+        assert set(values) == set(re.findall(r"%\((\w+)\)s", compiled.sql)) != set()

@@ -63,8 +63,8 @@ def prepared(statement: sa.Executable, dialect: Dialect) -> Prepared:
         if compiled.positional:
             names = tuple(compiled.positiontup or ())
             keys = None
-        else:
-            names = tuple(compiled.binds)
+        else:  # the names the text renders (``binds`` also holds the anonymous ones)
+            names = tuple(dict.fromkeys(compiled.bind_names.values()))
             escaped = compiled.escaped_bind_names
             keys = tuple(escaped.get(name, name) for name in names)
         defaults = {name: REQUIRED if bind.required else bind.value
