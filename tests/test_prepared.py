@@ -191,11 +191,12 @@ def test_every_statement_is_announced_to_listeners(store):
     try:
         with store.transaction() as tx:
             tx.rows(VMS)
-            tx.save_last_xmls([(VMS[0], b"<domain/>")], T0)
+            tx.save_last_xmls([(VMS[0], b"<domain/>")], T0)  # one set: one execute
+            tx.save_last_xmls([(VMS[0], b"<domain/>"), (VMS[1], b"<domain/>")], T0)
     finally:
         sa.event.remove(store._engine, "before_cursor_execute", record)
     begin = [("BEGIN", False)] if dialect(store) == "sqlite" else []  # psycopg's is its own
-    assert seen == [*begin, ("SELECT", False), ("INSERT", True)]
+    assert seen == [*begin, ("SELECT", False), ("INSERT", False), ("INSERT", True)]
 
 
 def test_a_batch_of_row_changes_stores_what_plain_sqlalchemy_stores(store):
