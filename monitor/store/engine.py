@@ -90,10 +90,11 @@ def create_engine(url: str) -> Engine:
         return engine
     postgres = parsed.get_backend_name() == "postgresql"
     connect_args = network_timeouts(parsed) if postgres else {}
+    own_ping = postgres and parsed.get_driver_name() == "psycopg"  # _configure_postgresql
     try:
         engine = sa.create_engine(
-            parsed, pool_pre_ping=not postgres,  # PostgreSQL: _configure_postgresql's ping
-            json_deserializer=json_loads, json_serializer=json_dumps, connect_args=connect_args,
+            parsed, pool_pre_ping=not own_ping, json_deserializer=json_loads,
+            json_serializer=json_dumps, connect_args=connect_args,
         )
     except ModuleNotFoundError as missing:
         if not (missing.name or "").startswith("psycopg"):
@@ -144,7 +145,9 @@ def _configure_postgresql(engine: Engine) -> None:
             cursor.execute("SET TIME ZONE 'UTC'")
         dbapi_connection.commit()  # a SET in a transaction rolled back would not stay
 
-    from psycopg import pq  # installed: this is a PostgreSQL engine
+    if engine.dialect.driver != "psycopg":
+        return  # another driver (psycopg2, named in the URL): SQLAlchemy's pre-ping
+    from psycopg import pq  # installed: this engine's driver
 
     @sa.event.listens_for(engine, "checkout")
     def _ping(dbapi_connection, _record, _proxy) -> None:
