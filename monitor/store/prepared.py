@@ -122,9 +122,8 @@ def execute_many(connection: Connection, statement: sa.Executable,
     compiled = prepared(statement, connection.dialect)
     if len(params) == 1:
         return _run(connection, compiled.sql, _values(compiled, params[0]), rows=False)
-    values = [_values(compiled, one) for one in params]
-    cursor = driver_executemany(connection, compiled.sql, values)
-    return cursor.rowcount if cursor.rowcount >= 0 else len(values)
+    return driver_executemany(connection, compiled.sql,
+                              [_values(compiled, one) for one in params])
 
 
 def driver_execute(connection: Connection, sql: str) -> None:
@@ -132,28 +131,27 @@ def driver_execute(connection: Connection, sql: str) -> None:
     _run(connection, sql, (), rows=False)
 
 
-def driver_executemany(connection: Connection, sql: str, values: Sequence[Any]) -> Any:
+def driver_executemany(connection: Connection, sql: str, values: Sequence[Any]) -> int:
     """``sql`` over parameters already in the database's types (tuples for sqlite3's
-    ``?``, mappings for psycopg's ``%(name)s``); the cursor, for its ``rowcount``.
-    psycopg sends the sets pipelined: one round trip, not one per set."""
-    cursor = _cursor(connection)
-    _announce(connection, cursor, sql, values, True)
-    try:
-        cursor.executemany(sql, values)
-    except connection.dialect.loaded_dbapi.Error as error:
-        raise _wrapped(sql, values, error, connection, cursor, many=True) from error
-    return cursor
+    ``?``, mappings for psycopg's ``%(name)s``): rows written (one a set where the driver
+    does not count). psycopg sends the sets pipelined: one round trip, not one per set."""
+    count = _run(connection, sql, values, rows=False, many=True)
+    return count if count >= 0 else len(values)
 
 
-def _run(connection: Connection, sql: str, values, rows: bool) -> Any:
-    """One execution of ``sql`` on the connection's cursor: its rows, or its count."""
+def _run(connection: Connection, sql: str, values, rows: bool, many: bool = False) -> Any:
+    """``sql`` on the connection's cursor, once or over many parameter sets: its rows,
+    or its count."""
     cursor = _cursor(connection)
-    _announce(connection, cursor, sql, values, False)
+    _announce(connection, cursor, sql, values, many)
     try:
-        cursor.execute(sql, values)
+        if many:
+            cursor.executemany(sql, values)
+        else:
+            cursor.execute(sql, values)
         return cursor.fetchall() if rows else cursor.rowcount
     except connection.dialect.loaded_dbapi.Error as error:
-        raise _wrapped(sql, values, error, connection, cursor) from error
+        raise _wrapped(sql, values, error, connection, cursor, many) from error
 
 
 def _values(compiled: Prepared, params: Mapping[str, Any]) -> tuple[Any, ...] | dict[str, Any]:

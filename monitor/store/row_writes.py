@@ -83,8 +83,7 @@ def _driver_many(connection: Connection, statement, order: tuple[str, ...],
     compiled = prepared.prepared(statement, connection.dialect)
     if compiled.names != order:
         raise RuntimeError(f"{compiled.sql!r} takes {compiled.names}, not {order}")
-    cursor = prepared.driver_executemany(connection, compiled.sql, rows)
-    return cursor.rowcount if cursor.rowcount >= 0 else len(rows)
+    return prepared.driver_executemany(connection, compiled.sql, rows)
 
 
 def _delete_many(connection: Connection, changes: Sequence[VmChanges]) -> int:
