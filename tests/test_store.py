@@ -606,8 +606,8 @@ def test_postgresql_times_come_back_in_python_s_own_utc(pg_database):
 def test_postgresql_pooled_connections_are_pinged_outside_a_transaction(pg_database):
     """The engine's checkout ping (monitor/store/engine.py): a pooled connection whose
     session the server ended while it sat in the pool is replaced, with no error for
-    the caller; and the ping, run in autocommit, leaves the connection as it found it:
-    idle, in no transaction, not in autocommit."""
+    the caller; and the ping, an empty query on libpq's connection, leaves it as it
+    found it: idle, in no transaction, not in autocommit."""
     import psycopg
     import sqlalchemy as sa
 

@@ -90,7 +90,7 @@ def create_engine(url: str) -> Engine:
         return engine
     postgres = parsed.get_backend_name() == "postgresql"
     connect_args = network_timeouts(parsed) if postgres else {}
-    own_ping = postgres and parsed.get_driver_name() == "psycopg"  # _configure_postgresql
+    own_ping = postgres and parsed.get_driver_name() == "psycopg"  # psycopg 3: our ping
     try:
         engine = sa.create_engine(
             parsed, pool_pre_ping=not own_ping, json_deserializer=json_loads,
@@ -104,7 +104,7 @@ def create_engine(url: str) -> Engine:
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as error:
         raise UsageError(f"cannot use database URL {render(parsed)}: {error}") from None
     if engine.dialect.name == "postgresql":
-        _configure_postgresql(engine)
+        _configure_postgresql(engine, own_ping)
     return engine
 
 
@@ -129,7 +129,7 @@ def network_timeouts(url: URL) -> dict[str, str]:
     return {name: value for name, value in NETWORK_TIMEOUTS.items() if name not in url.query}
 
 
-def _configure_postgresql(engine: Engine) -> None:
+def _configure_postgresql(engine: Engine, own_ping: bool) -> None:
     """Each session of the engine's: commits that do not wait for the WAL's flush, and
     times in UTC. A ``timestamptz`` comes back in the session's zone; in ``UTC`` psycopg
     gives it Python's own ``timezone.utc``, where for a server set to a named zone (the
@@ -145,7 +145,7 @@ def _configure_postgresql(engine: Engine) -> None:
             cursor.execute("SET TIME ZONE 'UTC'")
         dbapi_connection.commit()  # a SET in a transaction rolled back would not stay
 
-    if engine.dialect.driver != "psycopg":
+    if not own_ping:
         return  # another driver (psycopg2, named in the URL): SQLAlchemy's pre-ping
     from psycopg import pq  # installed: this engine's driver
 
