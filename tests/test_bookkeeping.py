@@ -110,7 +110,7 @@ def test_the_plan_s_shortcut_answers_as_the_rules_do():
     """``plan`` names a VM ``unchanged`` without a decision only where ``decide`` would
     answer exactly that, and gives every other VM ``decide``'s own answer: over every
     combination of host, status, hash, stored time and clock the rules read."""
-    reports, stored, expected = {}, {}, {}
+    reports, stored = {}, {}
     combinations = itertools.product(["a", "b", None], STATUSES, STATUSES, HASHES, HASHES,
                                      [None, "bad"], TIMES)
     for number, (host, status, stored_status, hash_, stored_hash, bad, when) in enumerate(

@@ -168,8 +168,9 @@ def _unchanged(host: str, report: Reported, report_time: datetime, record: VmSta
     if not report.hash or report.hash != record.hash:
         return False
     stored_time = record.hash_time
-    return stored_time is None or (stored_time.tzinfo is not None
-                                   and report_time >= stored_time)
+    # Without ``now`` a stored time in the future counts as newer: such a VM goes
+    # through ``decide``, which reads ``now`` (rule 2).
+    return stored_time is None or not older_than_stored(report_time, _as_utc(stored_time))
 
 
 _BY_VM = attrgetter("vm_id")
