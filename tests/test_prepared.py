@@ -287,3 +287,37 @@ def test_the_driver_gets_exactly_the_parameters_the_text_names(store, name):
         assert len(values) == compiled.sql.count("?") > 0
     else:
         assert set(values) == set(re.findall(r"%\((\w+)\)s", compiled.sql)) != set()
+
+
+def test_the_lock_tables_statements_are_planned_with_their_values_each_time(store):
+    """psycopg prepares a statement run five times on a connection, and PostgreSQL then
+    keeps one generic plan for it: made while the lock table was small, it scans the
+    table whole once every tick has filled and emptied it (docs/performance.md, "The
+    ninth wave"). The lock table's statements are never prepared; the others still are.
+    SQLite's driver takes no such option, and is given none."""
+    by_ids = _BY_IDS[dialect(store)]
+    locks = {"locks_held": by_ids.locks_held, "release_locks_held": by_ids.release_locks_held,
+             "release_locks_of_token": by_ids.release_locks_of_token}
+    engine_dialect = store._engine.dialect
+    if dialect(store) == "sqlite":
+        assert all(not prepared.prepared(statement, engine_dialect).options
+                   for statement in [*locks.values(), by_ids.rows])
+        return
+    with store.pinned():
+        for _ in range(8):
+            with store.transaction() as tx:
+                assert tx.take_locks(VMS[:2], "me", 60.0, "tok", lambda: T0) == set(VMS[:2])
+                tx.rows(VMS)
+                assert tx.release_locks_held(VMS, "me", "tok", T0) == set(VMS[:2])
+                assert tx.locks_held(VMS, "me", "tok", T0) == set()
+                tx.release_locks(VMS, "me", "tok")
+        with store.read() as tx:
+            named = tx._connection.exec_driver_sql(
+                "SELECT statement FROM pg_prepared_statements").scalars().all()
+    texts = {prepared.prepared(statement, engine_dialect).sql for statement in locks.values()}
+    assert texts <= prepared.UNPREPARED_SQL
+    # No statement that finds lock rows; the taking upsert (which finds its row by the
+    # primary key's conflict, whatever the plan) and the rows read are prepared.
+    assert not [text for text in named if "FROM vm_device_locks" in text]
+    assert [text for text in named if text.startswith("INSERT INTO vm_device_locks")]
+    assert [text for text in named if "FROM vm_devices" in text]

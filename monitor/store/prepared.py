@@ -11,6 +11,15 @@ converted by the same type processors SQLAlchemy would call (taken from the type
 per statement and dialect), so what reaches the database and what comes back are the
 same.
 
+A statement declared with ``planned_each_time`` is never a prepared statement on
+PostgreSQL: psycopg sends it unnamed, so the server plans it with its values every
+time. psycopg prepares every other statement after five runs on a connection, and the
+server then keeps one generic plan, made for the tables as they were then. That is
+right for tables that grow with the fleet, not for the devices lock table, which every
+tick fills and empties: a plan made while it was small scans it whole, dead rows and
+all, long after it has grown (docs/performance.md, "The ninth wave"). SQLite plans
+with its indexes whatever the table's size.
+
 Errors keep their SQLAlchemy class (``sqlalchemy.exc.DBAPIError.instance``, as SQLAlchemy
 wraps them), so ``Store``'s translation into a one-line ``StoreError`` is the same for
 both paths; a lost connection is invalidated, as SQLAlchemy does, so the pool replaces it
@@ -35,7 +44,9 @@ class Prepared(NamedTuple):
     values in the statement (``REQUIRED``: the caller gives it) and bind processors,
     and the columns of its rows that have a result processor, with it. ``keys``: the
     parameters' names in the text, for a driver that takes them by name (psycopg's
-    ``%(name)s``); ``None`` for one that takes them in order (sqlite3's ``?``)."""
+    ``%(name)s``); ``None`` for one that takes them in order (sqlite3's ``?``).
+    ``options``: what the driver's ``execute`` is also given (``prepare=False`` for a
+    statement planned each time, on psycopg)."""
 
     sql: str
     names: tuple[str, ...]
@@ -43,12 +54,24 @@ class Prepared(NamedTuple):
     defaults: tuple[Any, ...]
     binds: tuple[Processor, ...]
     results: tuple[tuple[int, Callable[[Any], Any]], ...]
+    options: Mapping[str, Any]
 
 
 REQUIRED = object()
-
+_NO_OPTIONS: Mapping[str, Any] = {}
+_UNPREPARED: Mapping[str, Any] = {"prepare": False}  # psycopg: sent unnamed, planned each run
 
 _PREPARED: dict[tuple[sa.Executable, str], Prepared] = {}
+_PLANNED_EACH_TIME: set[sa.Executable] = set()
+UNPREPARED_SQL: set[str] = set()  # their texts, as compiled for PostgreSQL (for the probes)
+
+
+def planned_each_time(statement: sa.Executable) -> sa.Executable:
+    """Declare ``statement`` one the database plans with its values every time it runs
+    (PostgreSQL; see above): for a statement over a table whose size swings within a
+    connection's life. Returns it, for use where it is declared."""
+    _PLANNED_EACH_TIME.add(statement)
+    return statement
 
 
 def prepared(statement: sa.Executable, dialect: Dialect) -> Prepared:
@@ -76,8 +99,12 @@ def prepared(statement: sa.Executable, dialect: Dialect) -> Prepared:
                       for column in columns)
         results = tuple((index, processor) for index, processor in enumerate(processors)
                         if processor is not None)
+        options = _NO_OPTIONS
+        if statement in _PLANNED_EACH_TIME and dialect.name == "postgresql":
+            options = _UNPREPARED
+            UNPREPARED_SQL.add(sql)
         found = _PREPARED[(statement, dialect.name)] = Prepared(
-            sql, names, keys, tuple(defaults[name] for name in names), binds, results)
+            sql, names, keys, tuple(defaults[name] for name in names), binds, results, options)
     return found
 
 
@@ -85,7 +112,8 @@ def fetch(connection: Connection, statement: sa.Executable,
           params: Mapping[str, Any]) -> Sequence[Sequence[Any]]:
     """The rows ``statement`` returns with ``params`` (a select, or DML with RETURNING)."""
     compiled = prepared(statement, connection.dialect)
-    rows = _run(connection, compiled.sql, _values(compiled, params), rows=True)
+    rows = _run(connection, compiled.sql, _values(compiled, params), rows=True,
+                options=compiled.options)
     if not compiled.results or not rows:
         return rows
     converted = []
@@ -111,7 +139,8 @@ def execute(connection: Connection, statement: sa.Executable,
             params: Mapping[str, Any]) -> int:
     """``statement`` (DML without RETURNING) once: rows written."""
     compiled = prepared(statement, connection.dialect)
-    return _run(connection, compiled.sql, _values(compiled, params), rows=False)
+    return _run(connection, compiled.sql, _values(compiled, params), rows=False,
+                options=compiled.options)
 
 
 def execute_many(connection: Connection, statement: sa.Executable,
@@ -121,7 +150,8 @@ def execute_many(connection: Connection, statement: sa.Executable,
     ~0.1 ms more for one statement (a partial tick's hash and last XML)."""
     compiled = prepared(statement, connection.dialect)
     if len(params) == 1:
-        return _run(connection, compiled.sql, _values(compiled, params[0]), rows=False)
+        return _run(connection, compiled.sql, _values(compiled, params[0]), rows=False,
+                    options=compiled.options)
     return driver_executemany(connection, compiled.sql,
                               [_values(compiled, one) for one in params])
 
@@ -139,16 +169,17 @@ def driver_executemany(connection: Connection, sql: str, values: Sequence[Any]) 
     return count if count >= 0 else len(values)
 
 
-def _run(connection: Connection, sql: str, values, rows: bool, many: bool = False) -> Any:
-    """``sql`` on the connection's cursor, once or over many parameter sets: its rows,
-    or its count."""
+def _run(connection: Connection, sql: str, values, rows: bool, many: bool = False,
+         options: Mapping[str, Any] = _NO_OPTIONS) -> Any:
+    """``sql`` on the connection's cursor, once (with the driver's ``options``) or over
+    many parameter sets: its rows, or its count."""
     cursor = _cursor(connection)
     _announce(connection, cursor, sql, values, many)
     try:
         if many:
             cursor.executemany(sql, values)
         else:
-            cursor.execute(sql, values)
+            cursor.execute(sql, values, **options)
         return cursor.fetchall() if rows else cursor.rowcount
     except connection.dialect.loaded_dbapi.Error as error:
         raise _wrapped(sql, values, error, connection, cursor, many) from error

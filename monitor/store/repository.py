@@ -104,6 +104,9 @@ def _by_ids(dialect: str) -> _ByIds:
     locks_held = sa.select(locks.vm_id).where(*held).order_by(locks.vm_id)
     release = sa.delete(vm_device_locks).where(among(locks.vm_id),
                                                locks.holder == sa.bindparam("b_holder"))
+    # Every tick fills and empties the lock table: its statements are planned with their
+    # values each time, never from a plan made while it was small (store/prepared.py).
+    each_time = prepared.planned_each_time
     # PostgreSQL: the reads of VM rows also give the database's clock when they read
     # them (one statement, not a read and a ``now()``); SQLite has no clock to read.
     clock = (_STATEMENT_TIME,) if dialect == "postgresql" else ()
@@ -115,10 +118,13 @@ def _by_ids(dialect: str) -> _ByIds:
         hash_times=sa.select(vms.c.id, vms.c.hash_time, *clock).where(among(vms.c.id))
         .order_by(vms.c.id).with_for_update(),
         # PostgreSQL: the rows found stay locked until the transaction ends (the fence)
-        locks_held=locks_held.with_for_update() if dialect == "postgresql" else locks_held,
-        release_locks_held=sa.delete(vm_device_locks).where(*held).returning(locks.vm_id),
-        release_locks=release,
-        release_locks_of_token=release.where(locks.token == sa.bindparam("b_token")),
+        locks_held=each_time(locks_held.with_for_update() if dialect == "postgresql"
+                             else locks_held),
+        release_locks_held=each_time(
+            sa.delete(vm_device_locks).where(*held).returning(locks.vm_id)),
+        release_locks=each_time(release),
+        release_locks_of_token=each_time(
+            release.where(locks.token == sa.bindparam("b_token"))),
     )
 
 
@@ -632,7 +638,7 @@ class Tx:
         return {
             vm_id
             for chunk in _chunks(sorted(set(vm_ids)))
-            for vm_id in self._connection.execute(query, {"ids": chunk, **params}).scalars()
+            for vm_id, in prepared.fetch(self._connection, query, {"ids": chunk, **params})
         }
 
     def release_locks_held(self, vm_ids: Iterable[str], holder: str, token: str,
@@ -700,7 +706,7 @@ class Tx:
         statement = by_ids.release_locks if token is None else by_ids.release_locks_of_token
         params = {"b_holder": holder, "b_token": token}
         for chunk in _chunks(vm_ids):
-            self._connection.execute(statement, {"ids": chunk, **params})
+            prepared.execute(self._connection, statement, {"ids": chunk, **params})
 
     # --- plumbing ------------------------------------------------------------------------
 

@@ -12,7 +12,9 @@ partial tick does:
   same order, with the same parameters and the same commits; the median of each, and
   of the whole sequence. Replayed, the lock upsert takes the lock the claim released
   in the sequence before, so every repetition does the same work. On PostgreSQL the
-  first read runs inside the replay's transaction (the engine sends it on its own).
+  first read runs inside the replay's transaction (the engine sends it on its own),
+  and the statements the engine has planned each time (``prepared.UNPREPARED_SQL``)
+  are sent unprepared, as the engine sends them.
 * ``vm_work``: the changed VM's own work, as the apply does it (its document read,
   correlated, its row changes decided), the median;
 * ``floor``: the bare statements plus the VM's own work, over the full tick: what
@@ -37,6 +39,7 @@ from monitor.bench.fleet import vm_id as fleet_vm_id
 from monitor.bench.runner import _FleetState, load, tick_fleet
 from monitor.legacy.converter import convert
 from monitor.settings import Settings
+from monitor.store import prepared
 from monitor.tick.documents import Fetched, read_document
 from monitor.tick.host_tick import run_tick
 from monitor.wiring import open_store, tick_context
@@ -131,7 +134,8 @@ def replayed(store, sent, repeat: int) -> list[tuple[str, float]]:
                 elif many:
                     cursor.executemany(sql, parameters)
                 else:
-                    cursor.execute(sql, parameters)
+                    unprepared = {"prepare": False} if sql in prepared.UNPREPARED_SQL else {}
+                    cursor.execute(sql, parameters, **unprepared)
                     if cursor.description:
                         cursor.fetchall()
                 seconds[index].append(time.perf_counter() - started)
