@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from monitor.errors import StoreError
 from monitor.model.changes import RowUpdate, VmChanges
 from monitor.model.rows import DeviceRow, VmRecord
-from monitor.store import Store, prepared
+from monitor.store import Store, jsontext, prepared
 from monitor.store.repository import (
     _BY_IDS,
     _advance_statement,
@@ -99,6 +99,27 @@ def test_the_rows_come_back_typed(store):
     (_vm, when, *_clock), = both_ways(store, _BY_IDS[dialect(store)].hash_times,
                                       {"ids": VMS[:1]})[0]
     assert when == T0 and when.tzinfo is UTC
+
+
+def test_json_text_is_read_as_sqlalchemy_reads_it_hand_edited_values_included(store):
+    """On SQLite ``prepared`` decodes a NOT NULL JSON column with ``jsontext.loads``
+    itself, the deserializer the engine gives SQLAlchemy, not through SQLAlchemy's
+    wrappers: the same values, for the text ``jsontext.dumps`` wrote and for what a
+    person may have stored by hand (a bare number, which SQLite keeps as a number;
+    text with spaces; a list)."""
+    assert store._engine.dialect._json_deserializer is jsontext.loads
+    hand_made = {"d0-0": "7", "d0-1": ' { "a" : [1, 2.5] } ', "d0-2": "[1, \"x\"]"}
+    with store.transaction() as tx:
+        for device_id, text in hand_made.items():
+            tx._connection.execute(sa.text("UPDATE vm_devices SET spec_params = "
+                                           + ("CAST(:v AS JSONB)" if dialect(store) ==
+                                              "postgresql" else ":v")
+                                           + " WHERE device_id = :d"),
+                                   {"v": text, "d": device_id})
+    driver, alchemy = both_ways(store, _BY_IDS[dialect(store)].rows, {"ids": VMS[:1]})
+    assert typed(sorted(driver)) == typed(sorted(alchemy))
+    stored = sorted((row[6] for row in driver), key=repr)
+    assert stored == sorted([7, {"a": [1, 2.5]}, [1, "x"]], key=repr)
 
 
 def test_the_lock_upsert_returns_what_sqlalchemy_returns(store):

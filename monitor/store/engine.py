@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 
 from monitor.errors import StoreError, UsageError
 from monitor.settings import data_dir
-from monitor.store import prepared
+from monitor.store import jsontext, prepared
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # SQLite: set in a connection's ``info`` while it serves ``Store.read``; its statements
@@ -41,27 +40,6 @@ TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014", "57P01", "5
 # session was terminated, the server is shutting down or not accepting connections.
 UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
 SQLITE_TRANSIENT_WORDS = ("database is locked", "database table is locked", "busy")
-
-
-_DECODER = json.JSONDecoder()
-json_dumps = json.JSONEncoder(separators=(",", ":")).encode  # compact, no per-call set-up
-
-
-def json_loads(data: str | bytes) -> object:
-    """JSON columns as Python values, read on the hot path (~3 per device row).
-
-    The stored text is what json.dumps wrote (no surrounding whitespace), so the C
-    scanner is called directly, skipping json.loads' two whitespace regex passes;
-    anything else falls back to json.loads and its error messages.
-    """
-    text = data if isinstance(data, str) else bytes(data).decode()
-    if text == "{}":
-        return {}  # most spec_params and custom_properties: no scanner call
-    try:
-        value, end = _DECODER.scan_once(text, 0)
-    except StopIteration:
-        return json.loads(text)
-    return value if end == len(text) else json.loads(text)
 
 
 def parse_url(url: str) -> URL:
@@ -85,7 +63,8 @@ def create_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         _ensure_sqlite_folder(parsed)
         busy_timeout_ms = _sqlite_busy_timeout_ms(parsed)
-        engine = sa.create_engine(parsed, json_deserializer=json_loads, json_serializer=json_dumps)
+        engine = sa.create_engine(parsed, json_deserializer=jsontext.loads,
+                                  json_serializer=jsontext.dumps)
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
     postgres = parsed.get_backend_name() == "postgresql"
@@ -93,8 +72,8 @@ def create_engine(url: str) -> Engine:
     own_ping = postgres and parsed.get_driver_name() == "psycopg"  # psycopg 3: our ping
     try:
         engine = sa.create_engine(
-            parsed, pool_pre_ping=not own_ping, json_deserializer=json_loads,
-            json_serializer=json_dumps, connect_args=connect_args,
+            parsed, pool_pre_ping=not own_ping, json_deserializer=jsontext.loads,
+            json_serializer=jsontext.dumps, connect_args=connect_args,
         )
     except ModuleNotFoundError as missing:
         if not (missing.name or "").startswith("psycopg"):

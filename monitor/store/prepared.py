@@ -36,6 +36,8 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 
+from monitor.store import jsontext
+
 Processor = Callable[[Any], Any] | None
 
 
@@ -95,8 +97,7 @@ def prepared(statement: sa.Executable, dialect: Dialect) -> Prepared:
         binds = tuple(compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
                       for name in names)
         columns = getattr(statement, "exported_columns", ())
-        processors = (column.type.dialect_impl(dialect).result_processor(dialect, None)
-                      for column in columns)
+        processors = (_result_processor(column, dialect) for column in columns)
         results = tuple((index, processor) for index, processor in enumerate(processors)
                         if processor is not None)
         options = _NO_OPTIONS
@@ -106,6 +107,19 @@ def prepared(statement: sa.Executable, dialect: Dialect) -> Prepared:
         found = _PREPARED[(statement, dialect.name)] = Prepared(
             sql, names, keys, tuple(defaults[name] for name in names), binds, results, options)
     return found
+
+
+def _result_processor(column: Any, dialect: Dialect) -> Processor:
+    """SQLAlchemy's processor for the column's values, but for a JSON column that cannot
+    be NULL read as text (SQLite): ``jsontext.loads`` itself, the deserializer SQLAlchemy
+    calls there, without its two wrappers (a NULL check, and a fallback for numbers that
+    ``loads`` has too). ~0.7 µs a row of ``vm_devices`` (three JSON columns), 10 % of
+    reading a host's rows (docs/performance.md, "The ninth wave")."""
+    processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
+    if (processor is not None and isinstance(column.type, sa.JSON)
+            and getattr(column, "nullable", True) is False):
+        return jsontext.loads
+    return processor
 
 
 def fetch(connection: Connection, statement: sa.Executable,

@@ -32,8 +32,7 @@ from sqlalchemy.engine import Connection
 
 from monitor.model.changes import VmChanges
 from monitor.model.rows import DeviceRow
-from monitor.store import prepared
-from monitor.store.engine import json_dumps
+from monitor.store import jsontext, prepared
 from monitor.store.schema import DEVICE_COLUMNS, vm_devices
 
 # The columns an update writes, in the table's order (the order a compiled SET takes).
@@ -94,7 +93,7 @@ def _delete_many(connection: Connection, changes: Sequence[VmChanges]) -> int:
 def _update_many(connection: Connection, changes: Sequence[VmChanges]) -> int:
     order = tuple(f"b_{name}" for name in (*UPDATED, *KEY))
     updates = [
-        (json_dumps(update.address), update.alias, update.is_plugged, update.logical_name,
+        (jsontext.dumps(update.address), update.alias, update.is_plugged, update.logical_name,
          update.host_device, change.vm_id, update.device_id)
         for change in changes
         for update in change.updates
