@@ -37,3 +37,31 @@ def test_the_partial_floor_tool_replays_a_partial_tick():
                 "INSERT INTO vm_last_xml", "COMMIT"]
     assert len(replayed) == len(expected), out
     assert all(line.startswith(start) for line, start in zip(replayed, expected)), out
+
+
+def test_the_tool_measures_through_a_farther_server(pg_database):
+    """``--delay-ms`` runs what it measures through ``delay.py``: a bare round trip
+    takes at least twice the delay, so does each of a tick's, and the report says the
+    delay it ran with."""
+    url = pg_database.render_as_string(hide_password=False)
+    done = subprocess.run(
+        [str(TOOL), "--db", "postgresql", "--delay-ms", "2", "--vms", "20", "--hosts", "2",
+         "--repeat", "3"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "MONITOR_PG_URL": url},
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "20 VMs on 2 hosts, postgresql, 2 ms each way" in out
+    round_trip = float(re.search(r"^  a round trip \(SELECT 1\) +(\d+\.\d+) ms", out, re.M)[1])
+    assert round_trip >= 4.0, out
+    partial = float(re.search(r"^  partial tick of a host +(\d+\.\d+) ms", out, re.M)[1])
+    # The ticks go through it too: a partial tick needs a read, a lock and an apply.
+    assert partial >= 3 * round_trip, out
+
+
+def test_the_delay_is_refused_without_postgresql():
+    done = subprocess.run([str(TOOL), "--delay-ms", "1"], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT,
+                          env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable})
+    assert done.returncode == 2 and "--delay-ms needs --db postgresql" in done.stderr

@@ -20,14 +20,23 @@ partial tick does:
 * ``floor``: the bare statements plus the VM's own work, over the full tick: what
   the partial ratio would be if everything else (SQLAlchemy, the tick's per-host
   Python: the poll's checks, the plan, the summary) cost nothing.
+
+``--delay-ms D`` (PostgreSQL): the fleet is loaded directly, then everything measured
+goes through a forwarder that holds each chunk D ms (``delay.py``, a process of its
+own), as a server farther away would; the report adds a bare ``SELECT 1``'s round trip.
+Run it with 0 and with D: the difference in a tick, over the difference in a round
+trip, is how many round trips the tick waits for.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import sqlalchemy as sa
 from scratch_db import scratch_database  # tools/scratch_db.py
@@ -53,7 +62,12 @@ def main() -> None:
     parser.add_argument("--vms", type=int, default=2000)
     parser.add_argument("--hosts", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--delay-ms", type=float, default=None,
+                        help="PostgreSQL: measure through a forwarder that holds each "
+                             "chunk this long (a farther server)")
     args = parser.parse_args()
+    if args.delay_ms is not None and args.db != "postgresql":
+        parser.error("--delay-ms needs --db postgresql")
     with ExitStack() as stack:
         settings = Settings(db_url=scratch_database(args.db, "partial_floor", stack))
         store = stack.enter_context(open_store(settings))
@@ -61,7 +75,48 @@ def main() -> None:
         state = _FleetState(Fleet(args.vms, args.hosts))
         load(context, state.fleet, _quiet)
         tick_fleet(context, state, "start", _quiet)
-        report(args, measure(args, store, context, state))
+        if args.delay_ms is not None:
+            settings = Settings(db_url=stack.enter_context(delayed(settings.db_url,
+                                                                   args.delay_ms)))
+            store = stack.enter_context(open_store(settings))
+            context = tick_context(store, settings)
+        found = measure(args, store, context, state)
+        if args.delay_ms is not None:
+            found["round_trip"] = round_trip(store, args.repeat)
+        report(args, found)
+
+
+@contextmanager
+def delayed(url: str, delay_ms: float):
+    """``url`` pointed at a ``delay.py`` forwarder to its server, for the block."""
+    parsed = sa.engine.make_url(url)
+    forwarder = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("delay.py")), str(delay_ms),
+         parsed.host or "127.0.0.1", str(parsed.port or 5432)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(forwarder.stdout.readline())
+        yield parsed.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+    finally:
+        forwarder.kill()
+        forwarder.wait()
+
+
+def round_trip(store, repeat: int) -> float:
+    """A bare ``SELECT 1`` on the driver connection, the median."""
+    raw = store._engine.raw_connection()
+    try:
+        cursor = raw.driver_connection.cursor()
+        seconds = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+            seconds.append(time.perf_counter() - started)
+        raw.driver_connection.rollback()
+    finally:
+        raw.close()
+    return statistics.median(seconds)
 
 
 def _quiet(*_progress) -> None:
@@ -164,7 +219,10 @@ def vm_work(store, context, state: _FleetState, host: int, changed: int, repeat:
 
 def report(args, found: dict) -> None:
     full, partial = found["full"], found["partial"]
-    print(f"{args.vms} VMs on {args.hosts} hosts, {args.db}")
+    delay = "" if args.delay_ms is None else f", {args.delay_ms:g} ms each way"
+    print(f"{args.vms} VMs on {args.hosts} hosts, {args.db}{delay}")
+    if "round_trip" in found:
+        print(f"  a round trip (SELECT 1)   {found['round_trip'] * 1000:8.3f} ms")
     print(f"  full tick of a host       {full * 1000:8.2f} ms")
     print(f"  partial tick of a host    {partial * 1000:8.3f} ms  {partial / full:.4f} of full")
     bare = sum(seconds for _sql, seconds in found["statements"])
