@@ -53,6 +53,7 @@ def test_the_tool_measures_through_a_farther_server(pg_database):
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "20 VMs on 2 hosts, postgresql, 2 ms each way" in out
+    assert re.search(r"^  the same, pipelined +\d+\.\d+ ms", out, re.M), out
     round_trip = float(re.search(r"^  a round trip \(SELECT 1\) +(\d+\.\d+) ms", out, re.M)[1])
     assert round_trip >= 4.0, out
     partial = float(re.search(r"^  partial tick of a host +(\d+\.\d+) ms", out, re.M)[1])

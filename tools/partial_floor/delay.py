@@ -1,10 +1,12 @@
 """A TCP forwarder that holds every chunk for a fixed time: a database server farther
 away than this machine's, for ``tools/partial_floor/run --delay-ms`` (a probe, not a
 part of monitor). It runs as a process of its own, so that it never holds the measured
-process's interpreter. Each direction of each connection is one thread; a chunk is
-sent ``delay`` after it arrived (``time.sleep``: a little more, by the kernel's timer
-slack), in order, so a request and its answer each take that much longer, as over a
-network with a round-trip time of twice the delay.
+process's interpreter. Each direction of each connection has a thread that reads and
+one that sends: a chunk is sent ``delay`` after it arrived (``time.sleep``: a little
+more, by the kernel's timer slack), in order, however many arrived meanwhile, so a
+request and its answer each take that much longer and requests sent one after the
+other without waiting (a pipeline) overlap, as over a network with a round-trip time
+of twice the delay.
 
 Usage: python delay.py DELAY_MS TARGET_HOST TARGET_PORT; prints the port it listens
 on (127.0.0.1), then forwards until killed.
@@ -12,6 +14,7 @@ on (127.0.0.1), then forwards until killed.
 
 from __future__ import annotations
 
+import queue
 import socket
 import sys
 import threading
@@ -19,10 +22,26 @@ import time
 
 
 def pump(source: socket.socket, target: socket.socket, delay_s: float) -> None:
+    """Read ``source`` into a queue of (when due, chunk); ``send`` forwards them."""
+    due: queue.SimpleQueue = queue.SimpleQueue()
+    threading.Thread(target=send, args=(due, source, target), daemon=True).start()
     try:
         while chunk := source.recv(1 << 16):
-            if delay_s:
-                time.sleep(delay_s)
+            due.put((time.monotonic() + delay_s, chunk))
+    except OSError:
+        pass
+    due.put((0.0, b""))  # the end: closes both
+
+
+def send(due: queue.SimpleQueue, source: socket.socket, target: socket.socket) -> None:
+    try:
+        while True:
+            when, chunk = due.get()
+            if not chunk:
+                break
+            wait = when - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
             target.sendall(chunk)
     except OSError:
         pass

@@ -140,6 +140,8 @@ def measure(args, store, context, state: _FleetState) -> dict:
         "full": statistics.mean(full),
         "partial": statistics.median(partial),
         "statements": replayed(store, sent, args.repeat),
+        "pipelined": (pipelined(store, sent, args.repeat) if args.db == "postgresql"
+                      else None),
         "vm_work": vm_work(store, context, state, host, changed, args.repeat),
     }
 
@@ -201,6 +203,39 @@ def replayed(store, sent, repeat: int) -> list[tuple[str, float]]:
             for (sql, _p, _m), each in zip(sent, seconds)]
 
 
+def pipelined(store, sent, repeat: int) -> float:
+    """The same statements in psycopg's pipeline mode, the median of the whole sequence:
+    a statement whose answer the tick reads before it can go on (a ``SELECT``, the
+    fence's claim) is waited for at once; the other writes are sent with the next one
+    waited for, or with their transaction's ``COMMIT`` (each ``BEGIN`` goes with its
+    transaction's first statement). What the tick would wait for if it were written
+    that way: not the engine's code, a probe of the lever (docs/performance.md, "The
+    ninth wave")."""
+    raw = store._engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        seconds = []
+        for _ in range(repeat):
+            cursor = driver.cursor()
+            started = time.perf_counter()
+            with driver.pipeline():
+                for sql, parameters, many in sent:
+                    if sql == COMMIT:
+                        driver.commit()
+                        continue
+                    if many:
+                        cursor.executemany(sql, parameters)
+                        continue
+                    unprepared = {"prepare": False} if sql in prepared.UNPREPARED_SQL else {}
+                    cursor.execute(sql, parameters, **unprepared)
+                    if sql.startswith(("SELECT", "DELETE")):
+                        cursor.fetchall()
+            seconds.append(time.perf_counter() - started)
+    finally:
+        raw.close()
+    return statistics.median(seconds)
+
+
 def vm_work(store, context, state: _FleetState, host: int, changed: int, repeat: int) -> float:
     """The changed VM's document read, correlated and its row changes decided."""
     vm_id, xml, vm_hash = next(item for item in state.documents(host)
@@ -229,6 +264,9 @@ def report(args, found: dict) -> None:
     print(f"  its statements, bare      {bare * 1000:8.3f} ms  {bare / full:.4f} of full")
     for words, seconds in found["statements"]:
         print(f"      {seconds * 1e6:8.1f} µs  {' '.join(words)}")
+    if found.get("pipelined") is not None:
+        piped = found["pipelined"]
+        print(f"  the same, pipelined       {piped * 1000:8.3f} ms  {piped / full:.4f} of full")
     work = found["vm_work"]
     print(f"  the VM's own work         {work * 1000:8.3f} ms  {work / full:.4f} of full")
     print(f"  floor: statements + VM    {(bare + work) * 1000:8.3f} ms  "
