@@ -27,7 +27,7 @@ _C_ENCODE = json.encoder.c_make_encoder and json.encoder.c_make_encoder(
 
 def dumps(value: object) -> str:
     """Compact JSON text, as ``json.dumps(value, separators=(",", ":"))`` writes it."""
-    if _C_ENCODE is None or isinstance(value, str):
+    if _C_ENCODE is None:
         return _ENCODER.encode(value)
     return "".join(_C_ENCODE(value, 0))
 

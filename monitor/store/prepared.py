@@ -65,7 +65,6 @@ _UNPREPARED: Mapping[str, Any] = {"prepare": False}  # psycopg: sent unnamed, pl
 
 _PREPARED: dict[tuple[sa.Executable, str], Prepared] = {}
 _PLANNED_EACH_TIME: set[sa.Executable] = set()
-UNPREPARED_SQL: set[str] = set()  # their texts, as compiled for PostgreSQL (for the probes)
 
 
 def planned_each_time(statement: sa.Executable) -> sa.Executable:
@@ -103,10 +102,18 @@ def prepared(statement: sa.Executable, dialect: Dialect) -> Prepared:
         options = _NO_OPTIONS
         if statement in _PLANNED_EACH_TIME and dialect.name == "postgresql":
             options = _UNPREPARED
-            UNPREPARED_SQL.add(sql)
         found = _PREPARED[(statement, dialect.name)] = Prepared(
             sql, names, keys, tuple(defaults[name] for name in names), binds, results, options)
     return found
+
+
+def execute_options(sql: str) -> Mapping[str, Any]:
+    """The driver options the engine runs ``sql`` with, for a text compiled here (none
+    for any other): what a probe replaying recorded statements sends them with."""
+    for compiled in _PREPARED.values():
+        if compiled.sql == sql:
+            return compiled.options
+    return _NO_OPTIONS
 
 
 def _result_processor(column: Any, dialect: Dialect) -> Processor:

@@ -13,7 +13,7 @@ partial tick does:
   of the whole sequence. Replayed, the lock upsert takes the lock the claim released
   in the sequence before, so every repetition does the same work. On PostgreSQL the
   first read runs inside the replay's transaction (the engine sends it on its own),
-  and the statements the engine has planned each time (``prepared.UNPREPARED_SQL``)
+  and the statements the engine has planned each time (``prepared.execute_options``)
   are sent unprepared, as the engine sends them.
 * ``vm_work``: the changed VM's own work, as the apply does it (its document read,
   correlated, its row changes decided), the median;
@@ -191,8 +191,7 @@ def replayed(store, sent, repeat: int) -> list[tuple[str, float]]:
                 elif many:
                     cursor.executemany(sql, parameters)
                 else:
-                    unprepared = {"prepare": False} if sql in prepared.UNPREPARED_SQL else {}
-                    cursor.execute(sql, parameters, **unprepared)
+                    cursor.execute(sql, parameters, **prepared.execute_options(sql))
                     if cursor.description:
                         cursor.fetchall()
                 seconds[index].append(time.perf_counter() - started)
@@ -226,8 +225,7 @@ def pipelined(store, sent, repeat: int) -> float:
                     if many:
                         cursor.executemany(sql, parameters)
                         continue
-                    unprepared = {"prepare": False} if sql in prepared.UNPREPARED_SQL else {}
-                    cursor.execute(sql, parameters, **unprepared)
+                    cursor.execute(sql, parameters, **prepared.execute_options(sql))
                     if sql.startswith(("SELECT", "DELETE")):
                         cursor.fetchall()
             seconds.append(time.perf_counter() - started)
