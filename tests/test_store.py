@@ -9,16 +9,18 @@ from datetime import UTC, datetime, timedelta, timezone
 import psycopg.errors
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from monitor.bench.fleet import Fleet
 from monitor.errors import StoreError
 from monitor.model.changes import RowUpdate, VmChanges
 from monitor.model.rows import DeviceRow, VmRecord, VmState
 from monitor.settings import default_db_url
 from monitor.store import HashAdvance, Store
 from monitor.store.engine import is_transient, parse_url
-from monitor.store.migrate import head_revision
+from monitor.store.migrate import alembic_config, head_revision
 from monitor.store.schema import FILLFACTOR, metadata
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -424,6 +426,35 @@ def test_last_xml_keeps_the_latest(store):
         tx.save_last_xmls([(vm_id(1), b"<domain>3</domain>"), (vm_id(2), "<d>\u00e9</d>")], later)
         assert tx.last_xml(vm_id(1))[0] == b"<domain>3</domain>"
         assert tx.last_xml(vm_id(2)) == ("<d>\u00e9</d>".encode(), later)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_the_last_xml_is_compressed_with_lz4_on_postgresql(db_url):
+    """docs/performance.md, "The tenth wave": a document large enough for the server to
+    compress is stored with lz4 (migration 0005), and reads back as it was written;
+    downgrading gives the column back the server's default."""
+    document = Fleet(1, 1).document(0, 0).xml  # ~9 KB: compressed by the server
+    with Store.open(db_url) as store:
+        with store.transaction() as tx:
+            tx.upsert_vm(vm(1))
+            tx.save_last_xmls([(vm_id(1), document)], T0)
+        with store.transaction() as tx:
+            assert tx.last_xml(vm_id(1)) == (document, T0)
+    engine = sa.create_engine(parse_url(db_url))
+    with engine.begin() as connection:
+        stored = connection.execute(sa.text(
+            "SELECT pg_column_compression(xml) FROM vm_last_xml")).scalar_one()
+        command.downgrade(alembic_config(connection), "0004")
+        after_downgrade = connection.execute(sa.text(_XML_COMPRESSION)).scalar_one()
+        command.upgrade(alembic_config(connection), "head")
+        after_upgrade = connection.execute(sa.text(_XML_COMPRESSION)).scalar_one()
+    engine.dispose()
+    assert (stored, after_downgrade, after_upgrade) == ("lz4", "", "l")
+
+
+# The column's own method: "l" (lz4), "p" (pglz), "" (the server's default).
+_XML_COMPRESSION = ("SELECT attcompression FROM pg_attribute WHERE attname = 'xml' "
+                    "AND attrelid = (current_schema() || '.vm_last_xml')::regclass")
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,8 @@ definitions, so the two cannot drift.
   row is harmless.
 * ``vm_last_xml``: the last Domain XML fetched for a VM (for ``diagnose``). It lives
   in its own table so the ``vms`` rows, which every tick scans per host, stay small.
+  On PostgreSQL its ``xml`` is compressed with lz4 where the server has it (migration
+  0005: a column's compression is not part of SQLAlchemy's table).
 * ``host_leases``: which worker ticks which host (docs/operations.md, "Many workers"):
   ``owner`` (``NULL``: free), ``epoch`` (incremented by every claim). A lease expires
   with its owner's heartbeat.
