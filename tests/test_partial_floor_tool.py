@@ -66,3 +66,53 @@ def test_the_delay_is_refused_without_postgresql():
                           timeout=60, cwd=ROOT,
                           env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable})
     assert done.returncode == 2 and "--delay-ms needs --db postgresql" in done.stderr
+
+
+def test_the_tool_measures_a_full_tick_against_the_parse_floor():
+    """``--full`` (docs/performance.md, "The tenth wave"): one host's full tick, its
+    statements replayed (a batch each: both VMs' rows read and written at once), its
+    VMs' own work, each also as a multiple of lxml's parse of the host's documents."""
+    done = subprocess.run(
+        [str(TOOL), "--full", "--vms", "20", "--hosts", "2", "--repeat", "2"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable},
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "20 VMs on 2 hosts, sqlite: a full tick of one host (10 VMs), medians of 2 rounds" \
+        in out
+    figures = {}
+    for line in ("lxml parse (the floor)", "full tick of a host", "its statements, bare",
+                 "the VMs' own work", "floor: statements + VMs"):
+        found = re.search(rf"^  {re.escape(line)} +(\d+\.\d+) ms +(\d+\.\d+) x floor$",
+                          out, re.M)
+        assert found, out
+        figures[line] = float(found[1])
+    assert re.search(r"^  lxml parse \(the floor\) +\d+\.\d+ ms +1\.00 x floor$", out, re.M)
+    # the floor line adds its two parts (medians of sums: equal within the rounding)
+    both = figures["its statements, bare"] + figures["the VMs' own work"]
+    assert abs(figures["floor: statements + VMs"] - both) <= 0.25 * both, out
+    replayed = re.findall(r"^ +\d+\.\d µs  (.+)$", out, re.M)
+    # ten VMs changed, one batch: the rows of all ten read in one SELECT, written in one
+    # UPDATE statement (the driver's executemany on SQLite)
+    assert sum(line.startswith("SELECT vm_devices.device_id,") for line in replayed) == 1, out
+    assert sum(line.startswith("UPDATE vm_devices SET") for line in replayed) == 1, out
+    assert sum(line.startswith("INSERT INTO vm_last_xml") for line in replayed) == 1, out
+
+
+def test_on_postgresql_the_full_tick_also_shows_the_servers_share(pg_database):
+    """The replay again with the JSON parameters encoded beforehand and the JSON columns
+    left as text: each statement's second time, and their sum."""
+    url = pg_database.render_as_string(hide_password=False)
+    done = subprocess.run(
+        [str(TOOL), "--db", "postgresql", "--full", "--vms", "20", "--hosts", "2",
+         "--repeat", "2"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "MONITOR_PG_URL": url},
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert re.search(r"^    the server and the wire +\d+\.\d+ ms +\d+\.\d+ x floor$", out, re.M)
+    both = re.findall(r"^ +\d+\.\d µs +\d+\.\d µs  (.+)$", out, re.M)
+    assert [line for line in both if line.startswith("UPDATE vm_devices SET")], out
+    assert len(both) == len(re.findall(r"^ +\d+\.\d µs", out, re.M)), out

@@ -21,6 +21,14 @@ partial tick does:
   the partial ratio would be if everything else (SQLAlchemy, the tick's per-host
   Python: the poll's checks, the plan, the summary) cost nothing.
 
+``--full``: the same for a full tick of one host (every VM on it changed): the
+engine's tick, its statements replayed on the bare driver, every VM's own work, each
+also as a multiple of lxml's parse of the host's documents (``monitor bench``'s floor),
+so ``full_tick_ratio``'s share of the database alone is read off. Replayed, the row
+updates write the values they wrote (PostgreSQL still writes a new row version), and
+the hash advances find their guard passed already and write nothing: a floor a little
+below the database's share.
+
 ``--delay-ms D`` (PostgreSQL): the fleet is loaded directly, then everything measured
 goes through a forwarder that holds each chunk D ms (``delay.py``, a process of its
 own), as a server farther away would; the report adds a bare ``SELECT 1``'s round trip.
@@ -39,6 +47,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
+from psycopg.types.json import Json, Jsonb
+from psycopg.types.string import TextLoader
 from scratch_db import scratch_database  # tools/scratch_db.py
 
 from monitor import collector
@@ -46,9 +56,10 @@ from monitor.adapters.base import Correlated
 from monitor.bench.fleet import Fleet
 from monitor.bench.fleet import vm_id as fleet_vm_id
 from monitor.bench.runner import _FleetState, load, tick_fleet
+from monitor.domxml import floor
 from monitor.legacy.converter import convert
 from monitor.settings import Settings
-from monitor.store import prepared
+from monitor.store import jsontext, prepared
 from monitor.tick.documents import Fetched, read_document
 from monitor.tick.host_tick import run_tick
 from monitor.wiring import open_store, tick_context
@@ -62,6 +73,9 @@ def main() -> None:
     parser.add_argument("--vms", type=int, default=2000)
     parser.add_argument("--hosts", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=200)
+    parser.add_argument("--full", action="store_true",
+                        help="a full tick of one host (every VM changed) instead of a "
+                             "partial one, against lxml's parse of its documents")
     parser.add_argument("--delay-ms", type=float, default=None,
                         help="PostgreSQL: measure through a forwarder that holds each "
                              "chunk this long (a farther server)")
@@ -80,6 +94,9 @@ def main() -> None:
                                                                    args.delay_ms)))
             store = stack.enter_context(open_store(settings))
             context = tick_context(store, settings)
+        if args.full:
+            report_full(args, measure_full(args, store, context, state))
+            return
         found = measure(args, store, context, state)
         if args.delay_ms is not None:
             found["round_trip"] = round_trip(store, args.repeat)
@@ -146,6 +163,61 @@ def measure(args, store, context, state: _FleetState) -> dict:
     }
 
 
+def measure_full(args, store, context, state: _FleetState) -> dict:
+    """One host's full tick, its statements replayed, its VMs' own work and lxml's parse
+    of its documents, each once a round for ``--repeat`` rounds (the host's VMs flipped
+    before each tick), so each is divided by the floor measured beside it: this
+    machine's speed moves within a minute. Medians over the rounds. On PostgreSQL the
+    tables are vacuumed after each round, untimed, as autovacuum would (this machine's
+    server runs without it): else every round's updates leave their dead row versions
+    to the next round's reads and updates, the replays' most of all."""
+    host = state.fleet.hosts // 2
+    vms = state.fleet.host_vms(host)
+    state.flip(vms)
+    sent = recorded(store, lambda: run_tick(state.source(host), context))
+    rounds: dict[str, list] = {"floor": [], "full": [], "vm_work": [], "statements": [],
+                               "server": []}
+    for _ in range(args.repeat):
+        state.flip(vms)
+        documents = state.documents(host)
+        xmls = [xml for _vm, xml, _hash in documents]
+        with collector.paused():  # warm: the floor is the parse, not the cache's state
+            rounds["floor"].append(min(floor.lxml_parse_s(xmls) for _ in range(3)))
+        rounds["full"].append(timed(run_tick, state.source(host), context))
+        rounds["vm_work"].append(vms_work(store, context, documents))
+        rounds["statements"].append(replayed(store, sent, 1))
+        if args.db == "postgresql":
+            rounds["server"].append(replayed(store, sent, 1, json_as_text=True))
+            vacuum(store)
+    return {"vms": len(vms), "rounds": rounds}
+
+
+def vacuum(store) -> None:
+    raw = store._engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        driver.commit()
+        driver.autocommit = True
+        driver.execute("VACUUM vm_devices, vms, vm_device_locks, vm_last_xml")
+        driver.autocommit = False
+    finally:
+        raw.close()
+
+
+def vms_work(store, context, documents) -> float:
+    """Every VM's document read, correlated and its row changes decided, in turn."""
+    with store.transaction() as tx:
+        rows = tx.rows(vm for vm, _xml, _hash in documents)
+
+    def work() -> None:
+        for vm_id, xml, vm_hash in documents:
+            document = read_document(Fetched(vm_id, vm_hash, xml), context.limits)
+            converted = convert(vm_id, document.parsed, rows[vm_id])
+            context.database.decide(Correlated(converted, rows[vm_id], vm_hash, None))
+
+    return timed(work)
+
+
 def timed(work, *args) -> float:
     """Seconds ``work(*args)`` took (the arguments made before: a host's source is the
     host's work, untimed, as in ``monitor bench``)."""
@@ -160,7 +232,9 @@ def recorded(store, work) -> list[tuple[str, object, bool]]:
     sent: list[tuple[str, object, bool]] = []
 
     def statement(_connection, _cursor, sql, parameters, _context, many) -> None:
-        sent.append((sql, parameters, many))
+        # SQLAlchemy's "insertmanyvalues" (the locks of many VMs) announces one
+        # statement of many VALUES as an executemany of one parameter set.
+        sent.append((sql, parameters, many and not isinstance(parameters, dict)))
 
     def commit(_connection) -> None:
         sent.append((COMMIT, None, False))
@@ -176,14 +250,23 @@ def recorded(store, work) -> list[tuple[str, object, bool]]:
     return sent
 
 
-def replayed(store, sent, repeat: int) -> list[tuple[str, float]]:
-    """Each statement's median time on the bare driver connection, in the order sent."""
+def replayed(store, sent, repeat: int, json_as_text: bool = False) -> list[tuple[str, float]]:
+    """Each statement's median time on the bare driver connection, in the order sent.
+
+    ``json_as_text`` (PostgreSQL): every JSON parameter encoded before the clock starts
+    and the JSON columns read as their text, not decoded: the server's and the wire's
+    share, without the client's JSON work."""
     raw = store._engine.raw_connection()
     try:
         driver = raw.driver_connection
         seconds: list[list[float]] = [[] for _ in sent]
+        if json_as_text:
+            sent = [(sql, _json_encoded(parameters), many) for sql, parameters, many in sent]
         for _ in range(repeat):
             cursor = driver.cursor()
+            if json_as_text:
+                for name in ("json", "jsonb"):
+                    cursor.adapters.register_loader(name, TextLoader)
             for index, (sql, parameters, many) in enumerate(sent):
                 started = time.perf_counter()
                 if sql == COMMIT:
@@ -200,6 +283,26 @@ def replayed(store, sent, repeat: int) -> list[tuple[str, float]]:
         raw.close()
     return [(sql.split(None, 3)[:3], statistics.median(each))
             for (sql, _p, _m), each in zip(sent, seconds)]
+
+
+def _json_encoded(parameters):
+    """``parameters`` with each JSON value replaced by its text, sent as the same type."""
+    if isinstance(parameters, dict):
+        return {name: _encoded(value) for name, value in parameters.items()}
+    if isinstance(parameters, (list, tuple)):
+        return type(parameters)(_json_encoded(each) for each in parameters)
+    return parameters
+
+
+def _encoded(value):
+    if isinstance(value, (Json, Jsonb)):
+        text = (value.dumps or jsontext.dumps)(value.obj)
+        return type(value)(text, dumps=_as_is)
+    return value
+
+
+def _as_is(text: str) -> str:
+    return text
 
 
 def pipelined(store, sent, repeat: int) -> float:
@@ -269,6 +372,42 @@ def report(args, found: dict) -> None:
     print(f"  the VM's own work         {work * 1000:8.3f} ms  {work / full:.4f} of full")
     print(f"  floor: statements + VM    {(bare + work) * 1000:8.3f} ms  "
           f"{(bare + work) / full:.4f} of full")
+
+
+def report_full(args, found: dict) -> None:
+    rounds = found["rounds"]
+    floors = rounds["floor"]
+
+    def total(replay: list[tuple[str, float]]) -> float:
+        return sum(seconds for _words, seconds in replay)
+
+    parse = statistics.median(floors)
+
+    def line(label: str, each: list[float]) -> str:
+        seconds = statistics.median(each)
+        return f"  {label:<30}{seconds * 1000:9.2f} ms  {seconds / parse:6.2f} x floor"
+
+    def median_of(replays: list, index: int) -> float:
+        return statistics.median(replay[index][1] for replay in replays)
+
+    print(f"{args.vms} VMs on {args.hosts} hosts, {args.db}: a full tick of one host "
+          f"({found['vms']} VMs), medians of {len(floors)} rounds")
+    print(line("lxml parse (the floor)", floors))
+    print(line("full tick of a host", rounds["full"]))
+    statements = [total(replay) for replay in rounds["statements"]]
+    print(line("its statements, bare", statements))
+    server = rounds["server"]
+    for index, (words, _seconds) in enumerate(rounds["statements"][0]):
+        also = f"{median_of(server, index) * 1e6:10.1f} µs" if server else ""
+        print(f"      {median_of(rounds['statements'], index) * 1e6:10.1f} µs{also}  "
+              f"{' '.join(words)}")
+    if server:
+        print(line("  the server and the wire", [total(replay) for replay in server]))
+        print("    (the second column: JSON parameters encoded beforehand, JSON columns "
+              "not decoded)")
+    print(line("the VMs' own work", rounds["vm_work"]))
+    print(line("floor: statements + VMs",
+               [bare + work for bare, work in zip(statements, rounds["vm_work"])]))
 
 
 if __name__ == "__main__":
