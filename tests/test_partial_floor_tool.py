@@ -15,14 +15,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 TOOL = ROOT / "tools" / "partial_floor" / "run"
+TINY = ("--vms", "20", "--hosts", "2")
+
+
+def run_tool(*args: str, pg_url: str | None = None) -> subprocess.CompletedProcess:
+    """The tool with ``args``, this interpreter, and ``pg_url`` as its PostgreSQL."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": sys.executable}
+    if pg_url is not None:
+        env["MONITOR_PG_URL"] = pg_url
+    return subprocess.run([str(TOOL), *args], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT, env=env)
 
 
 def test_the_partial_floor_tool_replays_a_partial_tick():
-    done = subprocess.run(
-        [str(TOOL), "--vms", "20", "--hosts", "2", "--repeat", "3"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable},
-    )
+    done = run_tool(*TINY, "--repeat", "3")
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "20 VMs on 2 hosts, sqlite" in out
@@ -44,12 +50,8 @@ def test_the_tool_measures_through_a_farther_server(pg_database):
     takes at least twice the delay, so does each of a tick's, and the report says the
     delay it ran with."""
     url = pg_database.render_as_string(hide_password=False)
-    done = subprocess.run(
-        [str(TOOL), "--db", "postgresql", "--delay-ms", "2", "--vms", "20", "--hosts", "2",
-         "--repeat", "3"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "MONITOR_PG_URL": url},
-    )
+    done = run_tool("--db", "postgresql", "--delay-ms", "2", *TINY, "--repeat", "3",
+                    pg_url=url)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "20 VMs on 2 hosts, postgresql, 2 ms each way" in out
@@ -62,9 +64,7 @@ def test_the_tool_measures_through_a_farther_server(pg_database):
 
 
 def test_the_delay_is_refused_without_postgresql():
-    done = subprocess.run([str(TOOL), "--delay-ms", "1"], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT,
-                          env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable})
+    done = run_tool("--delay-ms", "1")
     assert done.returncode == 2 and "--delay-ms needs --db postgresql" in done.stderr
 
 
@@ -72,11 +72,7 @@ def test_the_tool_measures_a_full_tick_against_the_parse_floor():
     """``--full`` (docs/performance.md, "The tenth wave"): one host's full tick, its
     statements replayed (a batch each: both VMs' rows read and written at once), its
     VMs' own work, each also as a multiple of lxml's parse of the host's documents."""
-    done = subprocess.run(
-        [str(TOOL), "--full", "--vms", "20", "--hosts", "2", "--repeat", "2"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable},
-    )
+    done = run_tool("--full", *TINY, "--repeat", "2")
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "20 VMs on 2 hosts, sqlite: a full tick of one host (10 VMs), medians of 2 rounds" \
@@ -104,12 +100,7 @@ def test_on_postgresql_the_full_tick_also_shows_the_servers_share(pg_database):
     """The replay again with the JSON parameters encoded beforehand and the JSON columns
     left as text: each statement's second time, and their sum."""
     url = pg_database.render_as_string(hide_password=False)
-    done = subprocess.run(
-        [str(TOOL), "--db", "postgresql", "--full", "--vms", "20", "--hosts", "2",
-         "--repeat", "2"],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "MONITOR_PG_URL": url},
-    )
+    done = run_tool("--db", "postgresql", "--full", *TINY, "--repeat", "2", pg_url=url)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert re.search(r"^    the server and the wire +\d+\.\d+ ms +\d+\.\d+ x floor$", out, re.M)
