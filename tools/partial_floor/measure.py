@@ -24,10 +24,12 @@ partial tick does:
 ``--full``: the same for a full tick of one host (every VM on it changed): the
 engine's tick, its statements replayed on the bare driver, every VM's own work, each
 also as a multiple of lxml's parse of the host's documents (``monitor bench``'s floor),
-so ``full_tick_ratio``'s share of the database alone is read off. Replayed, the row
-updates write the values they wrote (PostgreSQL still writes a new row version), and
-the hash advances find their guard passed already and write nothing: a floor a little
-below the database's share.
+so ``full_tick_ratio``'s share of the database alone is read off. Replayed, the
+statements write back the recorded layout (the hash guard is decided on a read, so the
+hash advances write too), and each round's tick applies the other one: every round's
+tick and replay move every device. On PostgreSQL the replay runs a second time with
+the JSON parameters encoded beforehand and the JSON columns read as text: the server's
+and the wire's share, without the client's JSON work.
 
 ``--delay-ms D`` (PostgreSQL): the fleet is loaded directly, then everything measured
 goes through a forwarder that holds each chunk D ms (``delay.py``, a process of its
@@ -175,11 +177,14 @@ def measure_full(args, store, context, state: _FleetState) -> dict:
     vms = state.fleet.host_vms(host)
     state.flip(vms)
     sent = recorded(store, lambda: run_tick(state.source(host), context))
+    # Every round ticks the other layout: each replay writes the recorded one back
+    # (hashes and rows: the hash guard is decided on a read, not in the UPDATE), so
+    # every round's tick finds every VM changed and every device moved.
+    state.flip(vms)
+    documents = state.documents(host)
     rounds: dict[str, list] = {"floor": [], "full": [], "vm_work": [], "statements": [],
                                "server": []}
     for _ in range(args.repeat):
-        state.flip(vms)
-        documents = state.documents(host)
         xmls = [xml for _vm, xml, _hash in documents]
         with collector.paused():  # warm: the floor is the parse, not the cache's state
             rounds["floor"].append(min(floor.lxml_parse_s(xmls) for _ in range(3)))
@@ -374,6 +379,18 @@ def report(args, found: dict) -> None:
           f"{(bare + work) / full:.4f} of full")
 
 
+def _runs(replay: list[tuple[list[str], float]]) -> list[tuple[int, int]]:
+    """(first index, count) of each run of one statement sent again and again (SQLite
+    takes many VMs' locks one statement each)."""
+    runs: list[tuple[int, int]] = []
+    for index, (words, _seconds) in enumerate(replay):
+        if runs and replay[runs[-1][0]][0] == words and words[0] != COMMIT:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((index, 1))
+    return runs
+
+
 def report_full(args, found: dict) -> None:
     rounds = found["rounds"]
     floors = rounds["floor"]
@@ -397,10 +414,14 @@ def report_full(args, found: dict) -> None:
     statements = [total(replay) for replay in rounds["statements"]]
     print(line("its statements, bare", statements))
     server = rounds["server"]
-    for index, (words, _seconds) in enumerate(rounds["statements"][0]):
-        also = f"{median_of(server, index) * 1e6:10.1f} µs" if server else ""
-        print(f"      {median_of(rounds['statements'], index) * 1e6:10.1f} µs{also}  "
-              f"{' '.join(words)}")
+    for first, count in _runs(rounds["statements"][0]):
+        indexes = range(first, first + count)
+        bare = sum(median_of(rounds["statements"], index) for index in indexes)
+        also = (f"{sum(median_of(server, index) for index in indexes) * 1e6:10.1f} µs"
+                if server else "")
+        times = f" (x {count})" if count > 1 else ""
+        print(f"      {bare * 1e6:10.1f} µs{also}  "
+              f"{' '.join(rounds['statements'][0][first][0])}{times}")
     if server:
         print(line("  the server and the wire", [total(replay) for replay in server]))
         print("    (the second column: JSON parameters encoded beforehand, JSON columns "
