@@ -85,6 +85,9 @@ def test_the_tool_measures_a_full_tick_against_the_parse_floor():
         assert found, out
         figures[line] = float(found[1])
     assert re.search(r"^  lxml parse \(the floor\) +\d+\.\d+ ms +1\.00 x floor$", out, re.M)
+    # every round's tick did the whole host's work (each replay writes the recorded
+    # layout back: a tick of that same layout would find nothing changed)
+    assert "(VMs applied by each round's tick: 10)" in out, out
     # the floor line adds its two parts (medians of sums: equal within the rounding)
     both = figures["its statements, bare"] + figures["the VMs' own work"]
     assert abs(figures["floor: statements + VMs"] - both) <= 0.25 * both, out

@@ -182,13 +182,16 @@ def measure_full(args, store, context, state: _FleetState) -> dict:
     # every round's tick finds every VM changed and every device moved.
     state.flip(vms)
     documents = state.documents(host)
-    rounds: dict[str, list] = {"floor": [], "full": [], "vm_work": [], "statements": [],
-                               "server": []}
+    rounds: dict[str, list] = {"floor": [], "full": [], "applied": [], "vm_work": [],
+                               "statements": [], "server": []}
     for _ in range(args.repeat):
         xmls = [xml for _vm, xml, _hash in documents]
         with collector.paused():  # warm: the floor is the parse, not the cache's state
             rounds["floor"].append(min(floor.lxml_parse_s(xmls) for _ in range(3)))
-        rounds["full"].append(timed(run_tick, state.source(host), context))
+        summaries = []
+        rounds["full"].append(timed(lambda source: summaries.append(run_tick(source, context)),
+                                    state.source(host)))
+        rounds["applied"].append(summaries[0].applied)
         rounds["vm_work"].append(vms_work(store, context, documents))
         rounds["statements"].append(replayed(store, sent, 1))
         if args.db == "postgresql":
@@ -411,6 +414,8 @@ def report_full(args, found: dict) -> None:
           f"({found['vms']} VMs), medians of {len(floors)} rounds")
     print(line("lxml parse (the floor)", floors))
     print(line("full tick of a host", rounds["full"]))
+    applied = sorted(set(rounds["applied"]))
+    print(f"    (VMs applied by each round's tick: {', '.join(map(str, applied))})")
     statements = [total(replay) for replay in rounds["statements"]]
     print(line("its statements, bare", statements))
     server = rounds["server"]
