@@ -17,9 +17,17 @@ from monitor.bench.fleet import (
     managed_rows,
     shape_of,
 )
-from monitor.bench.runner import BenchOptions, changed_indexes, scaling_fleet
+from monitor.bench.runner import (
+    PARTIAL_SAMPLES,
+    BenchOptions,
+    changed_indexes,
+    run_bench,
+    scaling_fleet,
+)
 from monitor.cli import main
 from monitor.domxml import parse_domain
+from monitor.settings import Settings
+from monitor.wiring import open_store, tick_context
 
 
 @pytest.mark.parametrize("index", [
@@ -170,3 +178,26 @@ def test_same_address_agrees_with_address_equality(a, b):
 
     assert same_address(a, b) == (Address(a) == Address(b))
     assert same_address(b, a) == (Address(b) == Address(a))
+
+
+def test_each_round_takes_five_partial_ticks_each_after_a_steady_one(tmp_path):
+    """docs/performance.md, "What is measured": the partial tick is short, so a round
+    takes PARTIAL_SAMPLES of them, each of a different set of VMs and each after a
+    steady tick, and its figure is their median."""
+    settings = Settings(db_url=f"sqlite:///{tmp_path / 'bench.db'}")
+    ticks: list[str] = []
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if done == total and "tick" in phase and "scaling" not in phase:
+            ticks.append(phase.split(" tick")[0])
+
+    with open_store(settings) as store:
+        result = run_bench(tick_context(store, settings),
+                           BenchOptions(vms=40, hosts=2, runs=2), progress)
+    one_round = ["full"] + ["steady", "partial"] * PARTIAL_SAMPLES
+    assert PARTIAL_SAMPLES == 5
+    assert ticks == one_round * 2
+    # the sets the two rounds' ten partial ticks change: all different
+    samples = [tuple(changed_indexes(Fleet(40, 2), 1.0, n)) for n in range(2 * PARTIAL_SAMPLES)]
+    assert len(set(samples)) == len(samples)
+    assert result["partial_vms"] == 1  # 1 % of 40, at least one VM

@@ -16,8 +16,9 @@ them, ~9 KB of XML each), load it into a database and time, through the worker's
 tick (only the host source is in memory), one host per tick: parsing alone (lxml, the
 floor; xmltodict, what a user might write), parse + correlate, a full tick (every VM
 restarted, every device moved), a steady tick (nothing changed), a partial tick
-(--changed percent of the VMs changed), and the full tick at a tenth of the fleet.
-Each figure is the median of --runs rounds, measured side by side.
+(--changed percent of the VMs changed; five a round, each after a steady tick, their
+median), and the full tick at a tenth of the fleet. Each figure is the median of
+--runs rounds, measured side by side.
 """
 
 EPILOG = """\
