@@ -240,7 +240,9 @@ def run_bench(context: TickContext, options: BenchOptions,
         partial = []
         for sample in range(PARTIAL_SAMPLES):
             if sample:  # the steady tick before each, as before the first: no change left
-                tick_fleet(context, state, "steady tick" + label, progress)
+                again = tick_fleet(context, state, "steady tick" + label, progress)
+                counts["steady_xml_fetched"] += again.total.fetched  # 0, as every steady
+                counts["steady_rows_written"] += again.total.rows_written  # tick's
             changed = changed_indexes(state.fleet, options.changed_pct,
                                       number * PARTIAL_SAMPLES + sample)
             state.flip(changed)
