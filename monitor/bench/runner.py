@@ -232,17 +232,15 @@ def run_bench(context: TickContext, options: BenchOptions,
         rounds.add("full", full.seconds)
         counts["rows_written_full"] = max(counts["rows_written_full"], full.total.rows_written)
 
-        steady = tick_fleet(context, state, "steady tick" + label, progress)
-        rounds.add("steady", steady.seconds)
-        counts["steady_xml_fetched"] += steady.total.fetched
-        counts["steady_rows_written"] += steady.total.rows_written
-
         partial = []
         for sample in range(PARTIAL_SAMPLES):
-            if sample:  # the steady tick before each, as before the first: no change left
-                again = tick_fleet(context, state, "steady tick" + label, progress)
-                counts["steady_xml_fetched"] += again.total.fetched  # 0, as every steady
-                counts["steady_rows_written"] += again.total.rows_written  # tick's
+            # A steady tick before each partial one (no change left); the first is the
+            # round's steady figure. Every steady tick's fetches and writes are counted.
+            steady = tick_fleet(context, state, "steady tick" + label, progress)
+            if not sample:
+                rounds.add("steady", steady.seconds)
+            counts["steady_xml_fetched"] += steady.total.fetched
+            counts["steady_rows_written"] += steady.total.rows_written
             changed = changed_indexes(state.fleet, options.changed_pct,
                                       number * PARTIAL_SAMPLES + sample)
             state.flip(changed)
