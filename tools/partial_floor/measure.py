@@ -121,20 +121,28 @@ def delayed(url: str, delay_ms: float):
         forwarder.wait()
 
 
-def round_trip(store, repeat: int) -> float:
-    """A bare ``SELECT 1`` on the driver connection, the median."""
+@contextmanager
+def bare_driver(store):
+    """The driver's own connection (sqlite3 or psycopg) under one of the engine's
+    pooled connections, given back to the pool after the block."""
     raw = store._engine.raw_connection()
     try:
-        cursor = raw.driver_connection.cursor()
+        yield raw.driver_connection
+    finally:
+        raw.close()
+
+
+def round_trip(store, repeat: int) -> float:
+    """A bare ``SELECT 1`` on the driver connection, the median."""
+    with bare_driver(store) as driver:
+        cursor = driver.cursor()
         seconds = []
         for _ in range(repeat):
             started = time.perf_counter()
             cursor.execute("SELECT 1")
             cursor.fetchall()
             seconds.append(time.perf_counter() - started)
-        raw.driver_connection.rollback()
-    finally:
-        raw.close()
+        driver.rollback()
     return statistics.median(seconds)
 
 
@@ -202,15 +210,11 @@ def measure_full(args, store, context, state: _FleetState) -> dict:
 
 def vacuum(store) -> None:
     """VACUUM the tables a tick writes (outside a transaction, as VACUUM must run)."""
-    raw = store._engine.raw_connection()
-    try:
-        driver = raw.driver_connection
+    with bare_driver(store) as driver:
         driver.commit()
         driver.autocommit = True
         driver.execute("VACUUM vm_devices, vms, vm_device_locks, vm_last_xml")
         driver.autocommit = False
-    finally:
-        raw.close()
 
 
 def vms_work(store, context, documents) -> float:
@@ -265,12 +269,11 @@ def replayed(store, sent, repeat: int, json_as_text: bool = False) -> list[tuple
     ``json_as_text`` (PostgreSQL): every JSON parameter encoded before the clock starts
     and the JSON columns read as their text, not decoded: the server's and the wire's
     share, without the client's JSON work."""
-    raw = store._engine.raw_connection()
-    try:
-        driver = raw.driver_connection
-        seconds: list[list[float]] = [[] for _ in sent]
-        if json_as_text:
-            sent = [(sql, _json_encoded(parameters), many) for sql, parameters, many in sent]
+    seconds: list[list[float]] = [[] for _ in sent]
+    if json_as_text:
+        sent = [(sql, _json_encoded(parameters), many) for sql, parameters, many in sent]
+    options = _options(sent)
+    with bare_driver(store) as driver:
         for _ in range(repeat):
             cursor = driver.cursor()
             if json_as_text:
@@ -283,15 +286,19 @@ def replayed(store, sent, repeat: int, json_as_text: bool = False) -> list[tuple
                 elif many:
                     cursor.executemany(sql, parameters)
                 else:
-                    cursor.execute(sql, parameters, **prepared.execute_options(sql))
+                    cursor.execute(sql, parameters, **options[index])
                     if cursor.description:
                         cursor.fetchall()
                 seconds[index].append(time.perf_counter() - started)
             driver.commit()
-    finally:
-        raw.close()
     return [(sql.split(None, 3)[:3], statistics.median(each))
             for (sql, _p, _m), each in zip(sent, seconds)]
+
+
+def _options(sent) -> list:
+    """The driver options each statement is sent with, as the engine sends it (looked up
+    before the clock starts)."""
+    return [prepared.execute_options(sql) for sql, _parameters, _many in sent]
 
 
 def _json_encoded(parameters):
@@ -322,27 +329,24 @@ def pipelined(store, sent, repeat: int) -> float:
     transaction's first statement). What the tick would wait for if it were written
     that way: not the engine's code, a probe of the lever (docs/performance.md, "The
     ninth wave")."""
-    raw = store._engine.raw_connection()
-    try:
-        driver = raw.driver_connection
+    options = _options(sent)
+    with bare_driver(store) as driver:
         seconds = []
         for _ in range(repeat):
             cursor = driver.cursor()
             started = time.perf_counter()
             with driver.pipeline():
-                for sql, parameters, many in sent:
+                for (sql, parameters, many), each in zip(sent, options):
                     if sql == COMMIT:
                         driver.commit()
                         continue
                     if many:
                         cursor.executemany(sql, parameters)
                         continue
-                    cursor.execute(sql, parameters, **prepared.execute_options(sql))
+                    cursor.execute(sql, parameters, **each)
                     if sql.startswith(("SELECT", "DELETE")):
                         cursor.fetchall()
             seconds.append(time.perf_counter() - started)
-    finally:
-        raw.close()
     return statistics.median(seconds)
 
 
