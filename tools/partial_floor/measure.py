@@ -217,8 +217,9 @@ def vacuum(store) -> None:
         driver.autocommit = False
 
 
-def vms_work(store, context, documents) -> float:
-    """Every VM's document read, correlated and its row changes decided, in turn."""
+def vms_work(store, context, documents, repeat: int = 1) -> float:
+    """Every VM's document read, correlated and its row changes decided, in turn; the
+    median of ``repeat`` timings, the rows read once before."""
     with store.transaction() as tx:
         rows = tx.rows(vm for vm, _xml, _hash in documents)
 
@@ -228,7 +229,7 @@ def vms_work(store, context, documents) -> float:
             converted = convert(vm_id, document.parsed, rows[vm_id])
             context.database.decide(Correlated(converted, rows[vm_id], vm_hash, None))
 
-    return timed(work)
+    return statistics.median(timed(work) for _ in range(repeat))
 
 
 def timed(work, *args) -> float:
@@ -352,18 +353,8 @@ def pipelined(store, sent, repeat: int) -> float:
 
 def vm_work(store, context, state: _FleetState, host: int, changed: int, repeat: int) -> float:
     """The changed VM's document read, correlated and its row changes decided."""
-    vm_id, xml, vm_hash = next(item for item in state.documents(host)
-                               if item[0] == fleet_vm_id(changed))
-    with store.transaction() as tx:
-        rows = tx.rows([vm_id])[vm_id]
-    item = Fetched(vm_id, vm_hash, xml)
-
-    def work() -> None:
-        document = read_document(item, context.limits)
-        converted = convert(vm_id, document.parsed, rows)
-        context.database.decide(Correlated(converted, rows, vm_hash, None))
-
-    return statistics.median(timed(work) for _ in range(repeat))
+    documents = [item for item in state.documents(host) if item[0] == fleet_vm_id(changed)]
+    return vms_work(store, context, documents, repeat)
 
 
 def report(args, found: dict) -> None:
