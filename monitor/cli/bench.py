@@ -87,7 +87,8 @@ def measure_ticks(args: argparse.Namespace) -> dict[str, Any]:
         # Settings built here, not from the config file or MONITOR_DB_URL: without
         # --db the benchmark must never touch the user's database.
         settings = Settings(db_url=args.db or f"sqlite:///{scratch}/bench.db")
-        with open_store(settings) as store:
+        # As ``monitor run`` ticks: SQLite's checkpoints on a thread of their own.
+        with open_store(settings) as store, store.background_checkpoints():
             context = tick_context(store, settings)
             return with_progress(lambda progress: run_bench(context, options, progress))
 

@@ -101,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
     sources = [build_source(host, settings.limits, settings.worker) for host in hosts]
     metrics = _metrics(args.metrics or settings.worker.metrics_address,
                        [s.name for s in sources], settings.worker)
-    with open_store(settings) as store, emit_dicts(args.emit_dicts) as emitters, \
-            metrics as served:
+    with open_store(settings) as store, store.background_checkpoints(), \
+            emit_dicts(args.emit_dicts) as emitters, metrics as served:
         name = worker_name()
         keeper = LeaseKeeper(store, name, [s.name for s in sources],
                              ttl_s=settings.worker.lease_ttl_for(interval), interval_s=interval,

@@ -2,6 +2,7 @@
 
 * ``schema``: the tables; ``migrations/``: how they are created and upgraded;
 * ``engine``: URL to Engine, DB failure to a one-line StoreError;
+* ``checkpoints``: SQLite's WAL checkpoints on a thread of their own (long-running verbs);
 * ``repository``: ``Store`` and its transactions (``Tx``), the API everyone uses;
 * ``row_writes``: a batch's row changes, a few statements per batch;
 * ``fence``: what a tick must still hold when it writes (its devices locks, its host

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cache
 from datetime import datetime, timedelta
 from operator import attrgetter
@@ -29,6 +29,7 @@ from monitor.model.changes import VmChanges
 from monitor.model.lease import HostLease
 from monitor.model.rows import DeviceRow, VmRecord, VmState
 from monitor.store import migrate, prepared, row_writes
+from monitor.store.checkpoints import BackgroundCheckpoints
 from monitor.store.engine import (
     AUTOCOMMIT_READ,
     create_engine,
@@ -260,6 +261,14 @@ class Store:
         """PostgreSQL: the server rolls back a transaction of ours idle for ``seconds``
         (``engine.limit_idle_transactions``); a no-op on SQLite."""
         limit_idle_transactions(self._engine, seconds)
+
+    def background_checkpoints(self) -> AbstractContextManager:
+        """For a long-running verb's block: SQLite's WAL checkpoints on a thread of their
+        own, not in the ticks' commits (``monitor.store.checkpoints``). PostgreSQL has
+        its own checkpointer process: nothing to do."""
+        if self.dialect != "sqlite":
+            return nullcontext()
+        return BackgroundCheckpoints(self._engine)
 
     def close(self) -> None:
         self._engine.dispose()
