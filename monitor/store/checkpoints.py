@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from typing import NamedTuple
+from typing import NamedTuple, Self
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -58,7 +58,7 @@ class BackgroundCheckpoints:
         self._thread = threading.Thread(target=self._run, name="sqlite-checkpoints",
                                         daemon=True)
 
-    def __enter__(self) -> BackgroundCheckpoints:
+    def __enter__(self) -> Self:
         sa.event.listen(self._engine, "checkout", _set_backstop)
         self._thread.start()
         return self
