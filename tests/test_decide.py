@@ -115,6 +115,20 @@ def test_unplugging_clears_a_libvirt_alias_and_keeps_a_user_alias():
         ("", False, {}), ("ua-" + uid(2), False, {}), ("", False, {})]
 
 
+def test_an_update_says_whether_it_changes_the_alias():
+    """The store leaves a kept alias out of its UPDATE (model/changes.py)."""
+    renamed = row(uid(1), "disk", alias="virtio-disk0", address=PCI_3)
+    moved = row(uid(2), "disk", alias="ua-" + uid(2), address=PCI_3)
+    unplugged_libvirt = row(uid(3), "disk", alias="scsi0-0-0-1", address=PCI_4)
+    unplugged_user = row(uid(4), "disk", alias="ua-" + uid(4), address=PCI_4)
+    changes, _ = one_pass([renamed, moved, unplugged_libvirt, unplugged_user], [
+        dev("disk", serial=uid(1), alias="ua-" + uid(1), address=PCI_3),
+        dev("disk", alias="ua-" + uid(2), address=PCI_4),
+    ])
+    assert [(u.device_id, u.alias_changed) for u in changes.updates] == [
+        (uid(1), True), (uid(2), False), (uid(3), True), (uid(4), False)]
+
+
 @pytest.mark.parametrize("kind", ["graphics", "console", "tpm", "mdev", "balloon"])
 def test_rows_that_cannot_be_identified_are_never_unplugged(kind):
     kept = row(uid(1), kind, alias="ua-" + uid(1), address=PCI_3)

@@ -229,6 +229,10 @@ def test_a_batch_of_row_changes_stores_what_plain_sqlalchemy_stores(store):
             RowUpdate("d0-1", False, {"type": "pci", "slot": "0x09"}, "ua-9", "/dev/vdz", None),
             RowUpdate("d0-2", True, {}, "", None, "pci_0000_00_1f_2"),
         ), deletes=("d0-0",)),
+        VmChanges(VMS[2], updates=(  # the alias kept: left out of SQLite's UPDATE
+            RowUpdate("d2-1", True, {"type": "pci", "slot": "0x07"}, "ua-1", None, None,
+                      alias_changed=False),
+        )),
         VmChanges(VMS[1], deletes=("d1-1", "d1-2"), inserts=(
             DeviceRow(device_id="n1", vm_id=VMS[1], type="interface", device="bridge",
                       address={"type": "pci", "bus": "0x01"}, alias="net0",
@@ -243,12 +247,33 @@ def test_a_batch_of_row_changes_stores_what_plain_sqlalchemy_stores(store):
             found.append((count, [dict(row._mapping)
                                   for row in connection.execute(read).all()]))
             transaction.rollback()
-    assert found[0] == found[1] and found[0][0] == 6
+    assert found[0] == found[1] and found[0][0] == 7
     rows = {row["device_id"]: row for row in found[0][1]}
     assert sorted(rows) == ["d0-1", "d0-2", "d1-0", "d2-0", "d2-1", "d2-2", "n1"]
     assert rows["d0-1"]["address"] == {"type": "pci", "slot": "0x09"}
     assert rows["d0-1"]["is_plugged"] is False and rows["d0-1"]["logical_name"] == "/dev/vdz"
     assert rows["d0-2"]["host_device"] == "pci_0000_00_1f_2"
+    assert (rows["d2-1"]["address"], rows["d2-1"]["alias"]) == (
+        {"type": "pci", "slot": "0x07"}, "ua-1")
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_sqlite_sets_an_alias_only_where_it_changes(store):
+    """SQLite rewrites the ``(vm_id, alias)`` index entry of every row whose UPDATE sets
+    the alias, changed or not (docs/performance.md, "The eleventh wave")."""
+    changes = [VmChanges(VMS[0], updates=(
+        RowUpdate("d0-0", True, {}, "ua-0", None, None, alias_changed=False),
+        RowUpdate("d0-1", True, {}, "ua-new", None, None, alias_changed=True),
+        RowUpdate("d0-2", True, {}, "ua-2", None, None, alias_changed=False),
+    ))]
+    sent = []
+    with store._engine.connect() as connection, connection.begin() as transaction:
+        sa.event.listen(connection, "before_cursor_execute",
+                        lambda *event: sent.append((event[2], len(event[3]))))
+        write_changes(connection, changes)
+        transaction.rollback()
+    assert [("alias" in sql.split("WHERE")[0], count) for sql, count in sent] == [
+        (True, 1), (False, 2)]
 
 
 def one_statement_per_row(connection, changes) -> int:

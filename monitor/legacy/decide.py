@@ -55,7 +55,7 @@ def decide(converted: ConvertedVm, rows: Sequence[DeviceRow]) -> VmChanges:
             alias = "" if Alias.parse(row.alias).libvirt_assigned else row.alias
             if row.is_plugged or row.address or alias != row.alias:
                 updates.append(RowUpdate(row.device_id, False, {}, alias, row.logical_name,
-                                         row.host_device))
+                                         row.host_device, alias != row.alias))
     return VmChanges(
         vm_id=converted.vm_id,
         updates=tuple(sorted(updates, key=lambda update: update.device_id)),
@@ -78,7 +78,8 @@ def matched_update(row: DeviceRow, legacy: LegacyDevice,
     if (row.is_plugged and address == row.address and alias == row.alias
             and logical_name == row.logical_name and host_device == row.host_device):
         return None
-    return RowUpdate(row.device_id, True, dict(address), alias, logical_name, host_device)
+    return RowUpdate(row.device_id, True, dict(address), alias, logical_name, host_device,
+                     alias != row.alias)
 
 
 def new_row(vm_id: str, legacy: LegacyDevice) -> DeviceRow:

@@ -16,6 +16,10 @@ class RowUpdate(NamedTuple):
     alias: str
     logical_name: str | None
     host_device: str | None
+    # Whether ``alias`` differs from the row's: the store leaves a kept one out of its
+    # UPDATE (SQLite rewrites the index entry of every alias an UPDATE sets, changed or
+    # not: docs/performance.md, "The eleventh wave"). True writes it in any case.
+    alias_changed: bool = True
 
 
 class VmChanges(NamedTuple):

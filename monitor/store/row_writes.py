@@ -12,7 +12,11 @@ differs by dialect:
   measured too: psycopg escapes every element of a text array in Python, which cost
   more than the round trips it saved.)
 * SQLite (in-process, no round trips): the statements compiled once, then the
-  driver's ``executemany`` over plain tuples, skipping SQLAlchemy's per-row work.
+  driver's ``executemany`` over plain tuples, skipping SQLAlchemy's per-row work. A
+  row whose alias stays is updated by a statement that does not set it: SQLite
+  rewrites the ``(vm_id, alias)`` index entry of every row an UPDATE sets the alias
+  of, changed or not (~1 µs a row, ~4 % of a full tick: docs/performance.md, "The
+  eleventh wave"). PostgreSQL compares the values: a kept alias touches no index.
 
 Inserts (new unmanaged devices: a VM's first tick, a hot-plug) are one ``executemany``
 of the whole row (``prepared.execute_many``, the driver's; psycopg pipelines it): few per
@@ -37,6 +41,7 @@ from monitor.store.schema import DEVICE_COLUMNS, vm_devices
 
 # The columns an update writes, in the table's order (the order a compiled SET takes).
 UPDATED = ("address", "alias", "is_plugged", "logical_name", "host_device")
+KEEPING_ALIAS = tuple(name for name in UPDATED if name != "alias")
 KEY = ("vm_id", "device_id")
 
 
@@ -68,12 +73,20 @@ _DELETE_ROW = sa.delete(vm_devices).where(
     vm_devices.c.vm_id == sa.bindparam("vm_id"),
     vm_devices.c.device_id == sa.bindparam("device_id"),
 )
-_UPDATE_ROW = (
-    sa.update(vm_devices)
-    .where(vm_devices.c.vm_id == sa.bindparam("b_vm_id"),
-           vm_devices.c.device_id == sa.bindparam("b_device_id"))
-    .values({name: sa.bindparam(f"b_{name}") for name in UPDATED})
-)
+
+
+def _update_row(columns: tuple[str, ...]) -> sa.Update:
+    """One row's update by its key, setting ``columns`` (each bound as ``b_<name>``)."""
+    return (
+        sa.update(vm_devices)
+        .where(vm_devices.c.vm_id == sa.bindparam("b_vm_id"),
+               vm_devices.c.device_id == sa.bindparam("b_device_id"))
+        .values({name: sa.bindparam(f"b_{name}") for name in columns})
+    )
+
+
+_UPDATE_ROW = _update_row(UPDATED)
+_UPDATE_ROW_KEEPING_ALIAS = _update_row(KEEPING_ALIAS)
 
 
 def _driver_many(connection: Connection, statement, order: tuple[str, ...],
@@ -91,14 +104,28 @@ def _delete_many(connection: Connection, changes: Sequence[VmChanges]) -> int:
 
 
 def _update_many(connection: Connection, changes: Sequence[VmChanges]) -> int:
-    order = tuple(f"b_{name}" for name in (*UPDATED, *KEY))
-    updates = [
-        (jsontext.dumps(update.address), update.alias, update.is_plugged, update.logical_name,
-         update.host_device, change.vm_id, update.device_id)
-        for change in changes
-        for update in change.updates
-    ]
-    return _driver_many(connection, _UPDATE_ROW, order, updates)
+    """The updates, those that set an alias and those that keep it, an ``executemany``
+    each."""
+    setting_alias: list[tuple] = []
+    keeping_alias: list[tuple] = []
+    for change in changes:
+        vm_id = change.vm_id
+        for update in change.updates:
+            address = jsontext.dumps(update.address)
+            if update.alias_changed:
+                setting_alias.append((address, update.alias, update.is_plugged,
+                                      update.logical_name, update.host_device, vm_id,
+                                      update.device_id))
+            else:
+                keeping_alias.append((address, update.is_plugged, update.logical_name,
+                                      update.host_device, vm_id, update.device_id))
+    written = 0
+    for statement, columns, rows in ((_UPDATE_ROW, UPDATED, setting_alias),
+                                     (_UPDATE_ROW_KEEPING_ALIAS, KEEPING_ALIAS, keeping_alias)):
+        if rows:
+            order = tuple(f"b_{name}" for name in (*columns, *KEY))
+            written += _driver_many(connection, statement, order, rows)
+    return written
 
 
 # --- PostgreSQL: one statement per batch, the rows as one JSON document -----------------
