@@ -6,10 +6,12 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from contextlib import contextmanager
 
 import pytest
 
 from monitor.bench.fleet import Fleet
+from monitor.cli import main
 from monitor.store import Store
 from monitor.store.checkpoints import BACKSTOP_PAGES, BackgroundCheckpoints
 
@@ -76,3 +78,24 @@ def test_a_failing_checkpoint_is_logged_once_and_tried_again(tmp_path, caplog):
 
 def _checkpoint_threads() -> int:
     return sum(thread.name == "sqlite-checkpoints" for thread in threading.enumerate())
+
+
+@pytest.mark.parametrize("verb", [
+    ["run", "--ticks", "1", "--interval", "0.05"],
+    ["bench", "--vms", "20", "--hosts", "2", "--runs", "1"],
+])
+def test_the_long_running_verbs_tick_with_the_thread_running(verb, tmp_path, monkeypatch,
+                                                              capsys):
+    """``monitor run`` and ``monitor bench`` (docs/operations.md, "What is bounded")."""
+    seen = []
+    opened = Store.background_checkpoints
+
+    @contextmanager
+    def spied(store):
+        with opened(store):
+            yield
+            seen.append(_checkpoint_threads())
+
+    monkeypatch.setattr(Store, "background_checkpoints", spied)
+    assert main([*verb, "--db", f"sqlite:///{tmp_path / 'monitor.db'}"]) == 0
+    assert seen == [1]
