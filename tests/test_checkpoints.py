@@ -9,6 +9,7 @@ import threading
 from contextlib import contextmanager
 
 import pytest
+import sqlalchemy as sa
 
 from monitor.bench.fleet import Fleet
 from monitor.cli import main
@@ -74,6 +75,17 @@ def test_a_failing_checkpoint_is_logged_once_and_tried_again(tmp_path, caplog):
     assert results == [None, None, None]
     assert [record.getMessage() for record in caplog.records] == [
         "WAL checkpoint failed, tried again every 0.1s: disk I/O error"]
+
+
+def test_without_a_connection_the_commits_keep_the_checkpoints(tmp_path, caplog):
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'missing' / 'monitor.db'}")
+    with caplog.at_level(logging.WARNING, logger="monitor.store.checkpoints"), \
+            BackgroundCheckpoints(engine) as checkpoints:
+        checkpoints._thread.join(WAIT_S)  # it ends on its own, before the block stops it
+        ended = not checkpoints._thread.is_alive()
+    assert ended
+    assert [record.getMessage().split(":")[0] for record in caplog.records] == [
+        "WAL checkpoints left to the commits"]
 
 
 def _checkpoint_threads() -> int:

@@ -14,7 +14,8 @@ A ``PASSIVE`` checkpoint never waits for a reader or a writer: it copies what it
 and leaves the rest for the next one. While this runs, the other connections of the
 engine keep SQLite's own checkpoint as a backstop at ``BACKSTOP_PAGES``: if this thread
 falls behind or fails, the WAL still stops growing there. A checkpoint that fails is
-logged (once per message) and tried again at the next interval.
+logged (once per message) and tried again at the next interval; if the thread gets no
+connection at all, that is logged and the commits checkpoint at the backstop.
 """
 
 from __future__ import annotations
@@ -79,7 +80,12 @@ class BackgroundCheckpoints:
             return self._last
 
     def _run(self) -> None:
-        connection = self._engine.raw_connection()
+        try:
+            connection = self._engine.raw_connection()
+        except (sa.exc.SQLAlchemyError, sqlite3.Error) as error:
+            log.warning("WAL checkpoints left to the commits: no connection for them: %s",
+                        error)
+            return
         try:
             while not self._stop.wait(self._interval_s):
                 result = self._checkpoint(connection.driver_connection)
@@ -104,8 +110,8 @@ class BackgroundCheckpoints:
 
 
 def _set_backstop(driver: sqlite3.Connection, record, _proxy) -> None:
-    """A pooled connection handed out while the thread runs checkpoints only itself
-    past ``BACKSTOP_PAGES``; set once per connection."""
+    """While the thread runs, a connection the pool hands out checkpoints the WAL itself
+    only past ``BACKSTOP_PAGES`` (set once per connection)."""
     if not record.info.get(_BACKSTOP_SET):
         driver.execute(f"PRAGMA wal_autocheckpoint = {BACKSTOP_PAGES}")
         record.info[_BACKSTOP_SET] = True
