@@ -40,6 +40,14 @@ def test_the_thread_copies_what_was_committed_into_the_database_file(tmp_path):
     assert done.frames > 0 and done.copied == done.frames
 
 
+def test_the_thread_takes_no_connection_from_the_ticks_pool(tmp_path):
+    """A worker's tick threads may hold every pooled connection at once."""
+    with Store.open(f"sqlite:///{tmp_path / 'monitor.db'}") as store, \
+            store.background_checkpoints() as checkpoints:
+        assert checkpoints.wait_next(WAIT_S) is not None
+        assert store._engine.pool.checkedout() == 0
+
+
 def test_while_it_runs_the_ticks_connections_checkpoint_only_past_the_backstop(tmp_path):
     with Store.open(f"sqlite:///{tmp_path / 'monitor.db'}") as store:
         before = autocheckpoint(store)

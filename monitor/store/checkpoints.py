@@ -81,20 +81,28 @@ class BackgroundCheckpoints:
 
     def _run(self) -> None:
         try:
-            connection = self._engine.raw_connection()
-        except (sa.exc.SQLAlchemyError, sqlite3.Error) as error:
+            connection = self._connect()
+        except sqlite3.Error as error:
             log.warning("WAL checkpoints left to the commits: no connection for them: %s",
                         error)
             return
         try:
             while not self._stop.wait(self._interval_s):
-                result = self._checkpoint(connection.driver_connection)
+                result = self._checkpoint(connection)
                 with self._done:
                     self._count += 1
                     self._last = result
                     self._done.notify_all()
         finally:
             connection.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        """A connection of the thread's own, with the URL's arguments, outside the
+        engine's pool: the ticks' threads keep every pooled one (a ``PASSIVE`` checkpoint
+        needs no busy timeout and no other setting of theirs)."""
+        dialect = self._engine.dialect
+        args, options = dialect.create_connect_args(self._engine.url)
+        return dialect.loaded_dbapi.connect(*args, **options)
 
     def _checkpoint(self, driver: sqlite3.Connection) -> Checkpoint | None:
         try:
