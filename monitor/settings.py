@@ -32,6 +32,10 @@ ENV_CONFIG = "MONITOR_CONFIG"
 
 DAY_S = 86_400.0
 MIN_LEASE_TTL_S = 2.0
+# ``monitor run`` ticks at most this many hosts at once, a thread each
+# (``monitor.worker.scheduler``); the store's pool holds a connection for each of them
+# and for the lease keeper (``monitor.store.engine``).
+MAX_TICK_THREADS = 16
 
 
 def data_dir() -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg.errors
@@ -18,7 +19,7 @@ from monitor.bench.fleet import Fleet
 from monitor.errors import StoreError
 from monitor.model.changes import RowUpdate, VmChanges
 from monitor.model.rows import DeviceRow, VmRecord, VmState
-from monitor.settings import default_db_url
+from monitor.settings import MAX_TICK_THREADS, default_db_url
 from monitor.store import HashAdvance, Store
 from monitor.store.engine import is_transient, parse_url
 from monitor.store.migrate import alembic_config, head_revision
@@ -98,6 +99,36 @@ def test_the_rewritten_tables_leave_room_for_in_place_updates_on_postgresql(db_u
     engine.dispose()
     assert options == {"vms": f"fillfactor={FILLFACTOR}",
                        "vm_devices": f"fillfactor={FILLFACTOR}", "vm_device_locks": None}
+
+
+def test_every_tick_thread_and_the_lease_keeper_hold_a_connection_at_once(db_url):
+    """A tick keeps its connection while it waits for its host's dump: sixteen slow hosts
+    must not leave the lease keeper (nor a tick) waiting for one (docs/operations.md,
+    "What is bounded")."""
+    holders = MAX_TICK_THREADS + 1
+    all_in = threading.Barrier(holders + 1, timeout=30)
+    done = threading.Event()
+    read: list[int] = []
+
+    def hold(store: Store) -> None:
+        with store.pinned():
+            with store.read() as tx:
+                read.append(len(tx.vms_on_host("host-a")))
+            all_in.wait()  # its connection still pinned
+            done.wait(30)
+
+    with Store.open(db_url) as store:
+        threads = [threading.Thread(target=hold, args=(store,)) for _ in range(holders)]
+        for thread in threads:
+            thread.start()
+        try:
+            all_in.wait()
+            held = store._engine.pool.checkedout()
+        finally:
+            done.set()
+            for thread in threads:
+                thread.join()
+    assert (held, read) == (holders, [0] * holders)
 
 
 def test_a_second_open_of_an_existing_schema_works(db_url):

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
 from monitor.errors import StoreError, UsageError
-from monitor.settings import data_dir
+from monitor.settings import MAX_TICK_THREADS, data_dir
 from monitor.store import jsontext, prepared
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -40,6 +40,20 @@ TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57014", "57P01", "5
 # session was terminated, the server is shutting down or not accepting connections.
 UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
 SQLITE_TRANSIENT_WORDS = ("database is locked", "database table is locked", "busy")
+
+
+# The pool keeps 5 connections open and opens more while they are needed, up to one for
+# each host ``monitor run`` ticks at once and one for its lease keeper, with two to
+# spare: a tick holds its connection while it waits for its host's dump, so with
+# SQLAlchemy's default (15 in all) the keeper could wait for a connection behind
+# sixteen slow hosts, and its leases expire (docs/operations.md, "What is bounded").
+_POOL = {"pool_size": 5, "max_overflow": MAX_TICK_THREADS + 1 + 2 - 5}
+
+
+def _sqlite_file(url: URL) -> bool:
+    """Whether the SQLite URL names a file (pooled), not a database in memory."""
+    return bool(url.database) and url.database != ":memory:" and \
+        url.query.get("mode") != "memory"
 
 
 def parse_url(url: str) -> URL:
@@ -63,8 +77,9 @@ def create_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         _ensure_sqlite_folder(parsed)
         busy_timeout_ms = _sqlite_busy_timeout_ms(parsed)
+        pool = _POOL if _sqlite_file(parsed) else {}  # in memory: one connection, no pool
         engine = sa.create_engine(parsed, json_deserializer=jsontext.loads,
-                                  json_serializer=jsontext.dumps)
+                                  json_serializer=jsontext.dumps, **pool)
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
     postgres = parsed.get_backend_name() == "postgresql"
@@ -73,7 +88,7 @@ def create_engine(url: str) -> Engine:
     try:
         engine = sa.create_engine(
             parsed, pool_pre_ping=not own_ping, json_deserializer=jsontext.loads,
-            json_serializer=jsontext.dumps, connect_args=connect_args,
+            json_serializer=jsontext.dumps, connect_args=connect_args, **_POOL,
         )
     except ModuleNotFoundError as missing:
         if not (missing.name or "").startswith("psycopg"):

@@ -36,6 +36,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from monitor.errors import StoppedStuck
 from monitor.logfields import fields
 from monitor.model.lease import HostLease
+from monitor.settings import MAX_TICK_THREADS
 from monitor.worker.host_job import HostJob
 from monitor.worker.lease_keeper import LeaseKeeper
 
@@ -65,7 +66,8 @@ class Worker:
         if not log.isEnabledFor(logging.DEBUG):
             logging.getLogger("apscheduler").setLevel(logging.ERROR)
         scheduler = self._scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max(1, min(len(self.jobs), 16)))},
+            executors={"default": ThreadPoolExecutor(max(1, min(len(self.jobs),
+                                                                MAX_TICK_THREADS)))},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=timezone.utc,
         )
