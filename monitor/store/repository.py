@@ -164,7 +164,11 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._pinned = threading.local()  # .connection: this thread's, inside ``pinned``
+        # .connection: this thread's, inside ``pinned``; .kept: SQLite, between blocks
+        self._pinned = threading.local()
+        # Every thread's kept one: closed when its thread has ended, or with the store.
+        self._kept: dict[threading.Thread, Connection] = {}
+        self._kept_guard = threading.Lock()
 
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> "Store":
@@ -244,18 +248,52 @@ class Store:
         "The fourth wave"). On PostgreSQL each checkout costs a round trip (the
         pool pings a connection before handing it out, so a server restart is survived)
         and each return another (the reset); a tick of three transactions pays them
-        once. A connection the database dropped is replaced at the next transaction."""
+        once. A connection the database dropped is replaced at the next transaction.
+
+        On SQLite the thread keeps the connection for its next block: there is no server
+        to lose it, and a checkout and return cost ~3 % of a partial tick and ~14 % of a
+        steady one (docs/performance.md, "The eleventh wave"). The pool holds one for
+        every tick thread (``engine``); the store's ``close`` closes every kept one."""
         if hasattr(self._pinned, "connection"):
             yield  # already pinned by an outer block
             return
-        self._pinned.connection = None
+        self._pinned.connection = self._take_kept()
         try:
             yield
         finally:
             connection = self._pinned.connection
             del self._pinned.connection
             if connection is not None:
-                connection.close()
+                self._keep_or_close(connection)
+
+    def _take_kept(self) -> Connection | None:
+        """This thread's kept connection, if it is still usable."""
+        connection = getattr(self._pinned, "kept", None)
+        if connection is None or not (connection.closed or connection.invalidated):
+            return connection
+        self._forget_kept(connection)
+        return None
+
+    def _keep_or_close(self, connection: Connection) -> None:
+        if (self._engine.dialect.name == "sqlite" and not connection.closed
+                and not connection.invalidated and not connection.in_transaction()):
+            self._pinned.kept = connection
+            with self._kept_guard:
+                self._kept[threading.current_thread()] = connection
+                ended = [thread for thread in self._kept if not thread.is_alive()]
+                gone = [self._kept.pop(thread) for thread in ended]
+            for each in gone:
+                each.close()
+            return
+        self._forget_kept(connection)
+
+    def _forget_kept(self, connection: Connection) -> None:
+        if getattr(self._pinned, "kept", None) is connection:
+            del self._pinned.kept
+        with self._kept_guard:
+            if self._kept.get(threading.current_thread()) is connection:
+                del self._kept[threading.current_thread()]
+        connection.close()
 
     def limit_idle_transactions(self, seconds: float) -> None:
         """PostgreSQL: the server rolls back a transaction of ours idle for ``seconds``
@@ -271,6 +309,10 @@ class Store:
         return BackgroundCheckpoints(self._engine)
 
     def close(self) -> None:
+        with self._kept_guard:
+            kept, self._kept = self._kept, {}
+        for connection in kept.values():
+            connection.close()
         self._engine.dispose()
 
     def __enter__(self) -> "Store":
