@@ -365,17 +365,16 @@ class Tx:
         read it, as it would be in a statement of its own.
         """
         fields = len(VmState._fields)
+        make = VmState._make
         by_ids = self._by_ids
-        found: dict[str, VmState] = {}
         read_at = None
         rows = prepared.fetch(self._connection, by_ids.states_on_host, {"b_host": host})
-        for row in rows:
-            found[row[0]] = VmState(*row[:fields])
+        found = {row[0]: make(row[:fields]) for row in rows}
         if rows and len(rows[0]) > fields:
             read_at = rows[0][fields]
         for chunk in _chunks(vm_id for vm_id in vm_ids if vm_id not in found):
             for row in prepared.fetch(self._connection, by_ids.states, {"ids": chunk}):
-                found[row[0]] = VmState(*row[:fields])
+                found[row[0]] = make(row[:fields])
                 if read_at is None and len(row) > fields:
                     read_at = row[fields]
         return found, read_at or self.now(process_utc)

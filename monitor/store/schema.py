@@ -27,6 +27,7 @@ definitions, so the two cannot drift.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -67,9 +68,13 @@ class UtcDateTime(sa.types.TypeDecorator):
         return _sqlite_utc if dialect.name == "sqlite" else _utc
 
 
+@lru_cache(maxsize=4096)
 def _sqlite_utc(value: str | None) -> datetime | None:
     """SQLite's ``YYYY-MM-DD HH:MM:SS[.ffffff]`` (UTC, naive): the aware datetime. A
-    value with an offset (written by hand, not by the engine) is read as it says."""
+    value with an offset (written by hand, not by the engine) is read as it says.
+
+    Remembered (datetimes are immutable): the VMs one tick applies share its report
+    time, so a host's first read finds a few values among its hundred rows."""
     if value is None:
         return None
     try:
