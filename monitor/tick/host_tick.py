@@ -234,6 +234,11 @@ def _checked_reports(context: TickContext, reports, summary: TickSummary) -> dic
 
 
 def _bad_report(vm_id, report) -> str | None:
+    # The common case first, the same answer as below: a source's own VmReport of
+    # strings (~0.2 µs less a VM of every poll: docs/performance.md, "The eleventh wave").
+    if (type(report) is VmReport and type(vm_id) is str and type(report[0]) is str
+            and (report[1] is None or type(report[1]) is str)):
+        return None
     if not isinstance(vm_id, str):
         return f"the VM id is a {type(vm_id).__name__}, not a string"
     if not isinstance(report, tuple) or len(report) != 2:
