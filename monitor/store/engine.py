@@ -47,7 +47,9 @@ SQLITE_TRANSIENT_WORDS = ("database is locked", "database table is locked", "bus
 # spare: a tick holds its connection while it waits for its host's dump, so with
 # SQLAlchemy's default (15 in all) the keeper could wait for a connection behind
 # sixteen slow hosts, and its leases expire (docs/operations.md, "What is bounded").
-_POOL = {"pool_size": 5, "max_overflow": MAX_TICK_THREADS + 1 + 2 - 5}
+_POOL_OPEN = 5
+_POOL_MOST = MAX_TICK_THREADS + 1 + 2  # the tick threads, the lease keeper, two to spare
+_POOL = {"pool_size": _POOL_OPEN, "max_overflow": _POOL_MOST - _POOL_OPEN}
 
 
 def _sqlite_file(url: URL) -> bool:

@@ -251,7 +251,7 @@ class Store:
         once. A connection the database dropped is replaced at the next transaction.
 
         On SQLite the thread keeps the connection for its next block: there is no server
-        to lose it, and a checkout and return cost ~3 % of a partial tick and ~14 % of a
+        to lose it, and a checkout and return cost ~3 % of a partial tick and ~11 % of a
         steady one (docs/performance.md, "The eleventh wave"). The pool holds one for
         every tick thread (``engine``); the store's ``close`` closes every kept one."""
         if hasattr(self._pinned, "connection"):
