@@ -52,10 +52,11 @@ _POOL_MOST = MAX_TICK_THREADS + 1 + 2  # the tick threads, the lease keeper, two
 _POOL = {"pool_size": _POOL_OPEN, "max_overflow": _POOL_MOST - _POOL_OPEN}
 
 
-def _sqlite_file(url: URL) -> bool:
-    """Whether the SQLite URL names a file (pooled), not a database in memory."""
-    return bool(url.database) and url.database != ":memory:" and \
-        url.query.get("mode") != "memory"
+def _pool_options(url: URL) -> dict[str, int]:
+    """``_POOL`` where SQLAlchemy pools the URL's connections (a queue of them), nothing
+    where it does not (an SQLite database in memory: one connection a thread)."""
+    pooled = issubclass(url.get_dialect().get_pool_class(url), sa.pool.QueuePool)
+    return _POOL if pooled else {}
 
 
 def parse_url(url: str) -> URL:
@@ -79,9 +80,8 @@ def create_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         _ensure_sqlite_folder(parsed)
         busy_timeout_ms = _sqlite_busy_timeout_ms(parsed)
-        pool = _POOL if _sqlite_file(parsed) else {}  # in memory: one connection, no pool
         engine = sa.create_engine(parsed, json_deserializer=jsontext.loads,
-                                  json_serializer=jsontext.dumps, **pool)
+                                  json_serializer=jsontext.dumps, **_pool_options(parsed))
         _configure_sqlite(engine, busy_timeout_ms)
         return engine
     postgres = parsed.get_backend_name() == "postgresql"
@@ -90,7 +90,8 @@ def create_engine(url: str) -> Engine:
     try:
         engine = sa.create_engine(
             parsed, pool_pre_ping=not own_ping, json_deserializer=jsontext.loads,
-            json_serializer=jsontext.dumps, connect_args=connect_args, **_POOL,
+            json_serializer=jsontext.dumps, connect_args=connect_args,
+            **_pool_options(parsed),
         )
     except ModuleNotFoundError as missing:
         if not (missing.name or "").startswith("psycopg"):
