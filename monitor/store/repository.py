@@ -275,17 +275,19 @@ class Store:
         return None
 
     def _keep_or_close(self, connection: Connection) -> None:
-        if (self._engine.dialect.name == "sqlite" and not connection.closed
-                and not connection.invalidated and not connection.in_transaction()):
-            self._pinned.kept = connection
-            with self._kept_guard:
-                self._kept[threading.current_thread()] = connection
-                ended = [thread for thread in self._kept if not thread.is_alive()]
-                gone = [self._kept.pop(thread) for thread in ended]
-            for each in gone:
-                each.close()
+        if (self.dialect != "sqlite" or connection.closed or connection.invalidated
+                or connection.in_transaction()):
+            self._forget_kept(connection)
             return
-        self._forget_kept(connection)
+        if getattr(self._pinned, "kept", None) is connection:
+            return  # kept already: the thread's every tick but its first
+        self._pinned.kept = connection
+        with self._kept_guard:  # a new one: those of threads that have ended are closed
+            self._kept[threading.current_thread()] = connection
+            ended = [thread for thread in self._kept if not thread.is_alive()]
+            gone = [self._kept.pop(thread) for thread in ended]
+        for each in gone:
+            each.close()
 
     def _forget_kept(self, connection: Connection) -> None:
         if getattr(self._pinned, "kept", None) is connection:
