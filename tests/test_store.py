@@ -694,32 +694,55 @@ def test_postgresql_times_come_back_in_python_s_own_utc(pg_database):
     assert typed.tzinfo is UTC
 
 
-def test_postgresql_pooled_connections_are_pinged_outside_a_transaction(pg_database):
-    """The engine's checkout ping (monitor/store/engine.py): a pooled connection whose
+def test_postgresql_pooled_connections_are_checked_outside_a_transaction(pg_database):
+    """The engine's checkout check (monitor/store/engine.py): a pooled connection whose
     session the server ended while it sat in the pool is replaced, with no error for
-    the caller; and the ping, an empty query on libpq's connection, leaves it as it
-    found it: idle, in no transaction, not in autocommit."""
+    the caller; a live one is kept; and the check leaves it as it found it: idle, in
+    no transaction, not in autocommit."""
     import psycopg
     import sqlalchemy as sa
 
     from monitor.store.engine import create_engine
 
+    def backend(connection) -> int:
+        return connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+
     engine = create_engine(pg_database.render_as_string(hide_password=False))
     admin = sa.create_engine(pg_database, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
-            first = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-        with admin.connect() as other:  # the pooled connection's session, ended
-            assert other.exec_driver_sql(f"SELECT pg_terminate_backend({first})").scalar()
+            first = backend(connection)
+        with engine.connect() as connection:
+            assert backend(connection) == first  # alive: kept
+        with admin.connect() as other:  # the pooled connection's session, ended (waited for)
+            assert other.exec_driver_sql(f"SELECT pg_terminate_backend({first}, 10000)").scalar()
         with engine.connect() as connection:
             driver = connection.connection.driver_connection
             assert driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
             assert driver.autocommit is False
-            second = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            second = backend(connection)
         assert second != first
     finally:
         engine.dispose()
         admin.dispose()
+
+
+def test_the_checkout_check_sees_what_a_session_was_sent_unasked_and_its_end():
+    """The socket question behind that check: nothing to read on an idle session; a
+    message its server sent (the one that ends a session), or the stream's end, is."""
+    import socket
+
+    from monitor.store.engine import _sent_unasked
+
+    ours, server = socket.socketpair()
+    with ours, server:
+        assert not _sent_unasked(ours.fileno())
+        server.sendall(b"E")
+        assert _sent_unasked(ours.fileno())
+        ours.recv(1)
+        assert not _sent_unasked(ours.fileno())
+        server.close()
+        assert _sent_unasked(ours.fileno())
 
 
 # --- reads outside a transaction (Store.read) -------------------------------------------
