@@ -367,3 +367,66 @@ def test_the_lock_tables_statements_are_planned_with_their_values_each_time(stor
     assert not [text for text in named if "FROM vm_device_locks" in text]
     assert [text for text in named if text.startswith("INSERT INTO vm_device_locks")]
     assert [text for text in named if "FROM vm_devices" in text]
+
+
+# --- the rest of a transaction sent at once (prepared.written_then_committed) ---------
+
+
+def _last_xmls(store: Store) -> list[str]:
+    with store.transaction() as tx:
+        return sorted(vm_id for vm_id in VMS if tx.last_xml(vm_id) is not None)
+
+
+def test_the_writes_and_commit_sent_at_once_are_all_committed(store):
+    """The block's writes land, with a write of the transaction before the block; on
+    PostgreSQL they are sent without waiting for each answer, so a write's count of
+    rows is not known yet (-1); on SQLite the block is the transaction as it was."""
+    advance = _advance_statement(False, False)
+    with store.transaction() as tx:
+        tx.save_last_xmls([(VMS[0], b"<domain/>")], T0)
+        with tx.written_then_committed():
+            count = prepared.execute(tx._connection, advance,
+                                     {"b_id": VMS[1], "b_hash": "new", "b_report_time": T0})
+            rows = tx.rows([VMS[1]])  # a read in the block: its own answer, waited for
+            tx.record_error(VMS[2], "bad", "unusable")
+            tx.save_last_xmls([(VMS[1], b"<domain/>")], T0)
+    assert count == (-1 if dialect(store) == "postgresql" else 1)
+    assert len(rows[VMS[1]]) == 3
+    assert _last_xmls(store) == VMS[:2]
+    with store.transaction() as tx:
+        found = tx.vms(VMS)
+    assert found[VMS[1]].hash == "new"
+    assert (found[VMS[2]].last_error_hash, found[VMS[2]].last_error) == ("bad", "unusable")
+
+
+def test_a_write_failing_in_the_block_rolls_the_whole_transaction_back(store):
+    """A write's error, raised by a later statement or at the block's end: the one-line
+    ``StoreError`` of a failed statement (not an outage), and nothing committed, the
+    writes before the failing one and before the block included."""
+    orphan = {"device_id": "x", "vm_id": "no-such-vm", "type": "disk", "device": "disk",
+              "address": {}, "alias": "", "spec_params": {}, "is_managed": True,
+              "is_plugged": True, "is_readonly": False, "logical_name": None,
+              "host_device": None, "custom_properties": {}}
+    with pytest.raises(StoreError) as failure, store.transaction() as tx:
+        tx.save_last_xmls([(VMS[0], b"<domain/>")], T0)
+        with tx.written_then_committed():
+            tx.save_last_xmls([(VMS[1], b"<domain/>")], T0)
+            prepared.execute_many(tx._connection, _INSERT_ROW, [orphan])
+            tx.save_last_xmls([(VMS[2], b"<domain/>")], T0)
+    assert "foreign key" in str(failure.value).lower() and "\n" not in str(failure.value)
+    assert not failure.value.unavailable
+    assert _last_xmls(store) == []
+    with store.transaction() as tx:  # the connection serves the next transaction
+        tx.save_last_xmls([(VMS[2], b"<domain/>")], T0)
+    assert _last_xmls(store) == [VMS[2]]
+
+
+def test_an_exception_in_the_block_commits_nothing(store):
+    class Stop(Exception):
+        pass
+
+    with pytest.raises(Stop), store.transaction() as tx:
+        with tx.written_then_committed():
+            tx.save_last_xmls([(VMS[0], b"<domain/>")], T0)
+            raise Stop
+    assert _last_xmls(store) == []
