@@ -20,10 +20,6 @@ tick fills and empties: a plan made while it was small scans it whole, dead rows
 all, long after it has grown (docs/performance.md, "The ninth wave"). SQLite plans
 with its indexes whatever the table's size.
 
-``written_then_committed``: on PostgreSQL the rest of a transaction, its writes and its
-``COMMIT``, sent in psycopg's pipeline mode and waited for once, at the block's end,
-instead of once a statement (docs/performance.md, "The twelfth wave").
-
 Errors keep their SQLAlchemy class (``sqlalchemy.exc.DBAPIError.instance``, as SQLAlchemy
 wraps them), so ``Store``'s translation into a one-line ``StoreError`` is the same for
 both paths; a lost connection is invalidated, as SQLAlchemy does, so the pool replaces it
@@ -34,8 +30,7 @@ sees them all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -163,8 +158,7 @@ def fetch_each(connection: Connection, statement: sa.Executable,
 
 def execute(connection: Connection, statement: sa.Executable,
             params: Mapping[str, Any]) -> int:
-    """``statement`` (DML without RETURNING) once: rows written (-1 on PostgreSQL in
-    ``written_then_committed``: not known yet)."""
+    """``statement`` (DML without RETURNING) once: rows written."""
     compiled = prepared(statement, connection.dialect)
     return _run(connection, compiled.sql, _values(compiled, params), rows=False,
                 options=compiled.options)
@@ -181,42 +175,6 @@ def execute_many(connection: Connection, statement: sa.Executable,
                     options=compiled.options)
     return driver_executemany(connection, compiled.sql,
                               [_values(compiled, one) for one in params])
-
-
-_PIPELINED = "monitor.prepared.pipelined"
-
-
-@contextmanager
-def written_then_committed(connection: Connection) -> Iterator[None]:
-    """The rest of the connection's transaction: the block's statements, then its
-    ``COMMIT``. The block must end the transaction's work: nothing runs in it after.
-
-    PostgreSQL: in psycopg's pipeline mode, each statement is sent without waiting for
-    its answer, the ``COMMIT`` after the last, and the block's end waits once for them
-    all: three writes and a ``COMMIT`` wait for one round trip instead of four.
-    Meanwhile a statement's count of rows written is not known (-1), and a statement's
-    error is raised by a later one of the block or at its end, as SQLAlchemy would
-    raise it (the transaction is then rolled back: nothing of it was committed). The
-    block's statements must go through this module: SQLAlchemy's own execution reads
-    each answer as soon as it has sent the statement. Left by an exception, the block
-    sends no ``COMMIT``; the transaction is rolled back as ever.
-    SQLite: the block as it is, the transaction committed when it ends.
-    """
-    if connection.dialect.name != "postgresql":
-        yield
-        return
-    driver = connection.connection.driver_connection
-    cursor = _cursor(connection)
-    try:
-        with driver.pipeline():
-            connection.info[_PIPELINED] = True
-            try:
-                yield
-                cursor.execute("COMMIT")  # SQLAlchemy's commit then finds nothing to do
-            finally:
-                del connection.info[_PIPELINED]
-    except connection.dialect.loaded_dbapi.Error as error:  # raised by the block's end
-        raise _wrapped("COMMIT", (), error, connection, cursor) from error
 
 
 def driver_execute(connection: Connection, sql: str) -> None:
@@ -237,10 +195,6 @@ def _run(connection: Connection, sql: str, values, rows: bool, many: bool = Fals
     """``sql`` on the connection's cursor, once (with the driver's ``options``) or over
     many parameter sets: its rows, or its count."""
     cursor = _cursor(connection)
-    if rows and connection.info.get(_PIPELINED):
-        # Its own cursor: a pipeline hands an answer to the cursor that sent it, when
-        # it arrives, so the kept one may be given a write's answer meanwhile.
-        cursor = connection.connection.driver_connection.cursor()
     _announce(connection, cursor, sql, values, many)
     try:
         if many:

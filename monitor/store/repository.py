@@ -131,10 +131,6 @@ def _by_ids(dialect: str) -> _ByIds:
 
 _BY_IDS = {dialect: _by_ids(dialect) for dialect in ("postgresql", "sqlite")}
 _NOW = sa.select(_STATEMENT_TIME)
-# A VM's last error: an unusable document's (with its hash), or a failed apply's.
-_RECORD_FAILURE = sa.update(vms).where(vms.c.id == sa.bindparam("b_id")).values(
-    version=vms.c.version + 1, last_error=sa.bindparam("b_error"))
-_RECORD_ERROR = _RECORD_FAILURE.values(last_error_hash=sa.bindparam("b_hash"))
 
 
 def new_token() -> str:
@@ -425,20 +421,18 @@ class Tx:
 
     def record_error(self, vm_id: str, bad_hash: str | None, message: str) -> None:
         """Remember the hash whose XML could not be used; the applied hash stays."""
-        prepared.execute(self._connection, _RECORD_ERROR,
-                         {"b_id": vm_id, "b_hash": bad_hash, "b_error": message})
+        self._update_vm(vm_id, {"last_error_hash": bad_hash, "last_error": message})
 
     def record_failure(self, vm_id: str, message: str) -> None:
         """The last error of a VM whose apply failed in the database: the message only.
         ``last_error_hash`` stays, so the reported hash is fetched again."""
-        prepared.execute(self._connection, _RECORD_FAILURE, {"b_id": vm_id, "b_error": message})
+        self._update_vm(vm_id, {"last_error": message})
 
-    def written_then_committed(self) -> AbstractContextManager[None]:
-        """The rest of this transaction's work, then its commit: the block's statements
-        (this class's writes) and the ``COMMIT`` after them, on PostgreSQL sent at once
-        and waited for once, at the block's end (``prepared.written_then_committed``).
-        Nothing may run in the transaction after the block."""
-        return prepared.written_then_committed(self._connection)
+    def _update_vm(self, vm_id: str, values: dict[str, Any]) -> None:
+        statement = (
+            sa.update(vms).where(vms.c.id == vm_id).values(version=vms.c.version + 1, **values)
+        )
+        self._connection.execute(statement)
 
     # --- hashes ------------------------------------------------------------------
 

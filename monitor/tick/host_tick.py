@@ -478,16 +478,14 @@ def _apply(context: TickContext, locks: TickLocks, batch: Sequence[Fetched],
             changes = database.decide(Correlated(converted, vm_rows, item.hash, report_time))
             decided.append(_applied(Decided(item.vm_id, item.hash, report_time, changes),
                                     converted, keep_converted))
+        advanced = database.apply(tx, [vm.decided for vm in decided], now)
+        for bad in unusable:
+            tx.record_error(bad.vm_id, bad.hash, bad.reason)
+        tx.save_last_xmls(last_xmls, report_time)
         renewed = locks.renewal_due(context)
         if renewed:
             fence.renew(tx, locks.held - set(vm_ids), context.lock_ttl_s)
-        # The writes and the commit, sent at once (PostgreSQL: one wait, not four).
-        with tx.written_then_committed():
-            advanced = database.apply(tx, [vm.decided for vm in decided], now)
-            for bad in unusable:
-                tx.record_error(bad.vm_id, bad.hash, bad.reason)
-            tx.save_last_xmls(last_xmls, report_time)
-            fault_point("in-batch")
+        fault_point("in-batch")
     if renewed:
         locks.renewed_at = context.clock.monotonic()
     applied = [vm for vm in decided if vm.decided.vm_id in advanced]
