@@ -20,6 +20,12 @@ tick fills and empties: a plan made while it was small scans it whole, dead rows
 all, long after it has grown (docs/performance.md, "The ninth wave"). SQLite plans
 with its indexes whatever the table's size.
 
+Each statement is sent and its answer waited for before the next is sent: never in
+psycopg's pipeline mode. Between pipelined messages the server does not arm
+``idle_in_transaction_session_timeout`` (it does so only when it reports itself ready
+for a query), so a worker frozen in the middle of a pipelined transaction would keep
+its host lease row locked for good (docs/performance.md, "The twelfth wave").
+
 Errors keep their SQLAlchemy class (``sqlalchemy.exc.DBAPIError.instance``, as SQLAlchemy
 wraps them), so ``Store``'s translation into a one-line ``StoreError`` is the same for
 both paths; a lost connection is invalidated, as SQLAlchemy does, so the pool replaces it

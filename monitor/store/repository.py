@@ -91,6 +91,8 @@ class _ByIds(NamedTuple):
     release_locks_held: sa.Delete
     release_locks: sa.Delete
     release_locks_of_token: sa.Delete
+    renew_locks: sa.Update
+    holds_lease: sa.Select
 
 
 def _by_ids(dialect: str) -> _ByIds:
@@ -126,11 +128,38 @@ def _by_ids(dialect: str) -> _ByIds:
         release_locks=each_time(release),
         release_locks_of_token=each_time(
             release.where(locks.token == sa.bindparam("b_token"))),
+        renew_locks=each_time(sa.update(vm_device_locks).where(*held).values(
+            expires_at=sa.bindparam("b_expires_at", type_=UtcDateTime))),
+        holds_lease=_holds_lease(dialect),
     )
+
+
+def _holds_lease(dialect: str) -> sa.Select:
+    """A row if the lease named by ``b_host``, ``b_owner``, ``b_epoch`` is held, its
+    heartbeat unexpired (``Tx.holds_lease``). PostgreSQL: by the database's clock, the
+    lease row locked ``FOR KEY SHARE``, the lease named in ``monitor.lease`` (``b_tag``);
+    SQLite: by ``b_now``."""
+    query = sa.select(sa.literal(1)).select_from(
+        host_leases.join(worker_heartbeats, worker_heartbeats.c.owner == host_leases.c.owner)
+    ).where(
+        host_leases.c.host == sa.bindparam("b_host"),
+        host_leases.c.owner == sa.bindparam("b_owner"),
+        host_leases.c.epoch == sa.bindparam("b_epoch"),
+    )
+    if dialect != "postgresql":
+        return query.where(worker_heartbeats.c.expires_at > sa.bindparam(
+            "b_now", type_=UtcDateTime))
+    return query.where(worker_heartbeats.c.expires_at > sa.func.now()).with_only_columns(
+        sa.func.set_config("monitor.lease", sa.bindparam("b_tag"), True)
+    ).with_for_update(key_share=True, of=host_leases)
 
 
 _BY_IDS = {dialect: _by_ids(dialect) for dialect in ("postgresql", "sqlite")}
 _NOW = sa.select(_STATEMENT_TIME)
+# A VM's last error: an unusable document's (with its hash), or a failed apply's.
+_RECORD_FAILURE = sa.update(vms).where(vms.c.id == sa.bindparam("b_id")).values(
+    version=vms.c.version + 1, last_error=sa.bindparam("b_error"))
+_RECORD_ERROR = _RECORD_FAILURE.values(last_error_hash=sa.bindparam("b_hash"))
 
 
 def new_token() -> str:
@@ -139,15 +168,6 @@ def new_token() -> str:
 
 
 T = TypeVar("T", bound="Tx")
-
-_HOLDS_LEASE = sa.select(sa.literal(1)).select_from(
-    host_leases.join(worker_heartbeats, worker_heartbeats.c.owner == host_leases.c.owner)
-).where(
-    host_leases.c.host == sa.bindparam("b_host"),
-    host_leases.c.owner == sa.bindparam("b_owner"),
-    host_leases.c.epoch == sa.bindparam("b_epoch"),
-)
-
 
 class HashAdvance(NamedTuple):
     """One VM's new hash, applied only if no newer report was applied before."""
@@ -421,18 +441,14 @@ class Tx:
 
     def record_error(self, vm_id: str, bad_hash: str | None, message: str) -> None:
         """Remember the hash whose XML could not be used; the applied hash stays."""
-        self._update_vm(vm_id, {"last_error_hash": bad_hash, "last_error": message})
+        prepared.execute(self._connection, _RECORD_ERROR,
+                         {"b_id": vm_id, "b_hash": bad_hash, "b_error": message})
 
     def record_failure(self, vm_id: str, message: str) -> None:
         """The last error of a VM whose apply failed in the database: the message only.
         ``last_error_hash`` stays, so the reported hash is fetched again."""
-        self._update_vm(vm_id, {"last_error": message})
+        prepared.execute(self._connection, _RECORD_FAILURE, {"b_id": vm_id, "b_error": message})
 
-    def _update_vm(self, vm_id: str, values: dict[str, Any]) -> None:
-        statement = (
-            sa.update(vms).where(vms.c.id == vm_id).values(version=vms.c.version + 1, **values)
-        )
-        self._connection.execute(statement)
 
     # --- hashes ------------------------------------------------------------------
 
@@ -533,17 +549,12 @@ class Tx:
         ``monitor.lease`` setting (``host epoch owner``), for audit triggers
         (docs/operations.md). SQLite holds its write lock already.
         """
-        dialect = self._connection.dialect.name
-        now = sa.func.now() if dialect == "postgresql" else sa.bindparam(
-            "b_now", process_utc(), type_=UtcDateTime)
-        query = _HOLDS_LEASE.where(worker_heartbeats.c.expires_at > now)
-        if dialect == "postgresql":
-            query = query.with_only_columns(
-                sa.func.set_config("monitor.lease", sa.bindparam("b_tag"), True)
-            ).with_for_update(key_share=True, of=host_leases)
-        params = {"b_host": lease.host, "b_owner": lease.owner, "b_epoch": lease.epoch,
-                  "b_tag": f"{lease.host} {lease.epoch} {lease.owner}"}
-        return self._connection.execute(query, params).first() is not None
+        params = {"b_host": lease.host, "b_owner": lease.owner, "b_epoch": lease.epoch}
+        if self._connection.dialect.name == "postgresql":
+            params["b_tag"] = f"{lease.host} {lease.epoch} {lease.owner}"
+        else:
+            params["b_now"] = process_utc()
+        return bool(prepared.fetch(self._connection, self._by_ids.holds_lease, params))
 
     # --- device rows ---------------------------------------------------------------
 
@@ -627,7 +638,7 @@ class Tx:
         commit an earlier statement saw); SQLite has none, so there it is
         ``process_utc()`` (docs/operations.md, "Clocks")."""
         if self._connection.dialect.name == "postgresql":
-            return self._connection.execute(_NOW).scalar_one()
+            return prepared.fetch(self._connection, _NOW, {})[0][0]
         return process_utc()
 
     def try_lock(self, vm_id: str, holder: str, now: datetime, ttl_s: float,
@@ -717,13 +728,10 @@ class Tx:
         """Push back the expiry of the locks ``holder`` still holds with ``token``
         (unexpired at ``now``) to ``now + ttl_s``; the number renewed. A lock already
         lost stays lost."""
-        statement = (
-            sa.update(vm_device_locks)
-            .where(vm_device_locks.c.vm_id.in_(_IDS), vm_device_locks.c.holder == holder,
-                   vm_device_locks.c.token == token, vm_device_locks.c.expires_at > now)
-            .values(expires_at=now + timedelta(seconds=ttl_s))
-        )
-        return sum(self._connection.execute(statement, {"ids": chunk}).rowcount
+        params = {"b_holder": holder, "b_token": token, "b_now": now,
+                  "b_expires_at": now + timedelta(seconds=ttl_s)}
+        return sum(prepared.execute(self._connection, self._by_ids.renew_locks,
+                                    {"ids": chunk, **params})
                    for chunk in _chunks(sorted(set(vm_ids))))
 
     def locked_vms(self, vm_ids: Iterable[str], now: datetime) -> set[str]:
