@@ -449,7 +449,6 @@ class Tx:
         ``last_error_hash`` stays, so the reported hash is fetched again."""
         prepared.execute(self._connection, _RECORD_FAILURE, {"b_id": vm_id, "b_error": message})
 
-
     # --- hashes ------------------------------------------------------------------
 
     def advance_hash(
