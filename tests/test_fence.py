@@ -139,15 +139,45 @@ def test_a_claim_releases_the_locks_still_held_at_the_commit_and_keeps_them_on_r
         with store.transaction() as tx:
             assert other.take(tx, [lost], 60) == {lost}  # taken again: no longer ours
         with pytest.raises(RuntimeError), store.transaction() as tx:
-            assert fence.claim(tx, [ours, lost]) == {ours}
+            assert fence.claim(tx, [ours, lost])[0] == {ours}
             raise RuntimeError("the apply fails: the claim rolls back")
         with store.transaction() as tx:
             assert fence.check(tx, [ours, lost]) == {ours}  # still ours after the rollback
-            assert fence.claim(tx, [ours, lost]) == {ours}
+            assert fence.claim(tx, [ours, lost])[0] == {ours}
         with store.transaction() as tx:
             assert fence.check(tx, [ours]) == frozenset()  # released by that commit
             assert other.check(tx, [lost]) == {lost}  # the other taker's lock stays
             assert tx.lock_holders() == {"worker"}
+
+
+def test_a_claim_with_rows_reads_the_rows_of_the_vms_it_released_only(db_url):
+    """``Fence.claim``'s rows (on PostgreSQL read in the claim's statement): the VMs whose
+    locks are still held, released, with their device rows sorted as ``Tx.rows`` gives
+    them, a VM without rows included; a VM whose lock was taken again is neither
+    released nor read."""
+    from monitor.model.rows import DeviceRow, VmRecord
+
+    ids = [f"00000000-0000-4000-8000-00000000001{n}" for n in range(3)]
+    with Store.open(db_url) as store:
+        fence, other = Fence("worker", utc_now), Fence("worker", utc_now)
+        with store.transaction() as tx:
+            tx.replace_vms([
+                (VmRecord(id=vm, name=f"vm{n}", host=HOST, status="Up"),
+                 [DeviceRow(device_id=f"d{n}-{k}", vm_id=vm, type="disk", device="disk",
+                            address={"slot": k}) for k in (2, 0, 1)] if n != 1 else [])
+                for n, vm in enumerate(ids)])
+            assert fence.take(tx, ids, 60) == set(ids)
+        with store.transaction() as tx:
+            assert other.take(tx, [ids[2]], 60) == {ids[2]}  # no longer ours
+        with store.transaction() as tx:
+            expected = tx.rows(ids[:2])
+            held, rows = fence.claim(tx, ids)
+        assert held == set(ids[:2]) and rows == expected
+        assert [row.device_id for row in rows[ids[0]]] == ["d0-0", "d0-1", "d0-2"]
+        assert rows[ids[1]] == []
+        with store.transaction() as tx:
+            assert fence.check(tx, ids) == frozenset()  # released by that commit
+            assert other.check(tx, [ids[2]]) == {ids[2]}
 
 
 def test_an_expired_lock_is_not_held_even_unchanged(db_url):

@@ -26,6 +26,7 @@ from datetime import datetime
 
 from monitor.errors import LeaseLost
 from monitor.model.lease import HostLease
+from monitor.model.rows import DeviceRow
 from monitor.store.repository import Tx, new_token
 
 
@@ -52,23 +53,25 @@ class Fence:
         in ``tx``. Raises ``LeaseLost`` when the tick's host lease is gone (known lost
         already, or no longer this worker's at its epoch).
         """
-        return self._held(tx, tx.locks_held, vm_ids, now)
-
-    def claim(self, tx: Tx, vm_ids: Iterable[str],
-              now: datetime | None = None) -> frozenset[str]:
-        """``check`` for a transaction that writes every VM it returns and is then done
-        with their locks (an apply batch, bad XML records included): the VMs still held,
-        their locks released by the same statement, effective when ``tx`` commits (and
-        held again if it rolls back)."""
-        return self._held(tx, tx.release_locks_held, vm_ids, now)
-
-    def _held(self, tx: Tx, read, vm_ids: Iterable[str], now: datetime | None) -> frozenset[str]:
-        """The lease checked, then ``read`` (``locks_held`` or ``release_locks_held``)."""
         self._check_lease(tx)
         vm_ids = list(vm_ids)
         if not vm_ids:
             return frozenset()
-        return frozenset(read(vm_ids, self.holder, self.token, now or self.now(tx)))
+        return frozenset(tx.locks_held(vm_ids, self.holder, self.token, now or self.now(tx)))
+
+    def claim(self, tx: Tx, vm_ids: Iterable[str], now: datetime | None = None
+              ) -> tuple[frozenset[str], dict[str, list[DeviceRow]]]:
+        """``check`` for a transaction that writes every VM it returns and is then done
+        with their locks (an apply batch, bad XML records included): the VMs still held,
+        their locks released by the same statement, effective when ``tx`` commits (and
+        held again if it rolls back); with the device rows of those VMs, read in that
+        statement on PostgreSQL (``Tx.claim_rows``)."""
+        self._check_lease(tx)
+        vm_ids = list(vm_ids)
+        if not vm_ids:
+            return frozenset(), {}
+        held, rows = tx.claim_rows(vm_ids, self.holder, self.token, now or self.now(tx))
+        return frozenset(held), rows
 
     def _check_lease(self, tx: Tx) -> None:
         lease = self.lease

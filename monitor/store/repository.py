@@ -93,6 +93,7 @@ class _ByIds(NamedTuple):
     release_locks_of_token: sa.Delete
     renew_locks: sa.Update
     holds_lease: sa.Select
+    claimed_rows: sa.Select | None  # PostgreSQL: release_locks_held and the rows at once
 
 
 def _by_ids(dialect: str) -> _ByIds:
@@ -131,7 +132,20 @@ def _by_ids(dialect: str) -> _ByIds:
         renew_locks=each_time(sa.update(vm_device_locks).where(*held).values(
             expires_at=sa.bindparam("b_expires_at", type_=UtcDateTime))),
         holds_lease=_holds_lease(dialect),
+        claimed_rows=each_time(_claimed_rows(held)) if dialect == "postgresql" else None,
     )
+
+
+def _claimed_rows(held) -> sa.Select:
+    """PostgreSQL: the lock rows ``held`` selects deleted (``release_locks_held``), and
+    for each VM released its device rows, or one row of NULLs if it has none: the
+    released VM's id first, then ``DEVICE_COLUMNS``. One statement, so one round trip
+    less for a batch; the device rows are read in the statement's own snapshot, taken
+    after ``lock_vms`` held the VMs' rows, as a statement of their own would read them."""
+    released = (sa.delete(vm_device_locks).where(*held)
+                .returning(vm_device_locks.c.vm_id).cte("released"))
+    devices = released.outerjoin(vm_devices, vm_devices.c.vm_id == released.c.vm_id)
+    return sa.select(released.c.vm_id, *DEVICE_COLUMNS).select_from(devices)
 
 
 def _holds_lease(dialect: str) -> sa.Select:
@@ -721,6 +735,28 @@ class Tx:
             for vm_id, in prepared.fetch(self._connection, self._by_ids.release_locks_held,
                                          {"ids": chunk, **params})
         }
+
+    def claim_rows(self, vm_ids: Iterable[str], holder: str, token: str, now: datetime
+                   ) -> tuple[set[str], dict[str, list[DeviceRow]]]:
+        """``release_locks_held``, then ``rows`` of the VMs it released: on PostgreSQL
+        one statement (``_claimed_rows``), one round trip less for a batch; on SQLite,
+        with no round trips to save, the two statements."""
+        statement = self._by_ids.claimed_rows
+        if statement is None:
+            released = self.release_locks_held(vm_ids, holder, token, now)
+            return released, self.rows(released)
+        params = {"b_holder": holder, "b_token": token, "b_now": now}
+        found: dict[str, list[DeviceRow]] = {}
+        with collector.paused():
+            for chunk in _chunks(sorted(set(vm_ids))):
+                for row in prepared.fetch(self._connection, statement, {"ids": chunk, **params}):
+                    rows = found.setdefault(row[0], [])
+                    if row[1] is not None:  # a device row (None: the VM has none)
+                        rows.append(DeviceRow(*row[1:]))
+        by_device_id = attrgetter("device_id")
+        for rows in found.values():
+            rows.sort(key=by_device_id)
+        return set(found), found
 
     def renew_locks(self, vm_ids: Iterable[str], holder: str, token: str, now: datetime,
                     ttl_s: float) -> int:

@@ -458,8 +458,8 @@ def _apply(context: TickContext, locks: TickLocks, batch: Sequence[Fetched],
         # A concurrent apply of these VMs commits before we read (the database's clock
         # read with the lock, once it is held).
         now = tx.lock_vms(vm_ids, context.process_utc)
-        kept = fence.claim(tx, vm_ids, now)  # their locks released by this commit
-        rows = tx.rows(kept)
+        # Their locks released by this commit, and their rows, read now they are ours.
+        kept, rows = fence.claim(tx, vm_ids, now)
         decided: list[Applied] = []
         unusable: list[Unusable] = []
         last_xmls: list[tuple[str, bytes]] = []
