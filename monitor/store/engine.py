@@ -87,10 +87,10 @@ def create_engine(url: str) -> Engine:
         return engine
     postgres = parsed.get_backend_name() == "postgresql"
     connect_args = network_timeouts(parsed) if postgres else {}
-    own_ping = postgres and parsed.get_driver_name() == "psycopg"  # psycopg 3: our ping
+    own_check = postgres and parsed.get_driver_name() == "psycopg"  # psycopg 3: ours
     try:
         engine = sa.create_engine(
-            parsed, pool_pre_ping=not own_ping, json_deserializer=jsontext.loads,
+            parsed, pool_pre_ping=not own_check, json_deserializer=jsontext.loads,
             json_serializer=jsontext.dumps, connect_args=connect_args,
             **_pool_options(parsed),
         )
@@ -102,7 +102,7 @@ def create_engine(url: str) -> Engine:
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as error:
         raise UsageError(f"cannot use database URL {render(parsed)}: {error}") from None
     if engine.dialect.name == "postgresql":
-        _configure_postgresql(engine, own_ping)
+        _configure_postgresql(engine, own_check)
     return engine
 
 
@@ -127,7 +127,7 @@ def network_timeouts(url: URL) -> dict[str, str]:
     return {name: value for name, value in NETWORK_TIMEOUTS.items() if name not in url.query}
 
 
-def _configure_postgresql(engine: Engine, own_ping: bool) -> None:
+def _configure_postgresql(engine: Engine, own_check: bool) -> None:
     """Each session of the engine's: commits that do not wait for the WAL's flush, and
     times in UTC. A ``timestamptz`` comes back in the session's zone; in ``UTC`` psycopg
     gives it Python's own ``timezone.utc``, where for a server set to a named zone (the
@@ -143,12 +143,12 @@ def _configure_postgresql(engine: Engine, own_ping: bool) -> None:
             cursor.execute("SET TIME ZONE 'UTC'")
         dbapi_connection.commit()  # a SET in a transaction rolled back would not stay
 
-    if not own_ping:
+    if not own_check:
         return  # another driver (psycopg2, named in the URL): SQLAlchemy's pre-ping
     from psycopg import pq  # installed: this engine's driver
 
     @sa.event.listens_for(engine, "checkout")
-    def _ping(dbapi_connection, _record, _proxy) -> None:
+    def _check(dbapi_connection, _record, _proxy) -> None:
         """A pooled connection is checked before it is handed out, so one the server
         dropped (a restart, a terminated session) is replaced, not failed on. The check
         asks the connection's socket, with no round trip: an idle session is sent

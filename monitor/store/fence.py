@@ -53,11 +53,7 @@ class Fence:
         in ``tx``. Raises ``LeaseLost`` when the tick's host lease is gone (known lost
         already, or no longer this worker's at its epoch).
         """
-        self._check_lease(tx)
-        vm_ids = list(vm_ids)
-        if not vm_ids:
-            return frozenset()
-        return frozenset(tx.locks_held(vm_ids, self.holder, self.token, now or self.now(tx)))
+        return frozenset(self._held(tx, tx.locks_held, vm_ids, now) or ())
 
     def claim(self, tx: Tx, vm_ids: Iterable[str], now: datetime | None = None
               ) -> tuple[frozenset[str], dict[str, list[DeviceRow]]]:
@@ -66,12 +62,20 @@ class Fence:
         their locks released by the same statement, effective when ``tx`` commits (and
         held again if it rolls back); with the device rows of those VMs, read in that
         statement on PostgreSQL (``Tx.claim_rows``)."""
+        found = self._held(tx, tx.claim_rows, vm_ids, now)
+        if found is None:
+            return frozenset(), {}
+        held, rows = found
+        return frozenset(held), rows
+
+    def _held(self, tx: Tx, read, vm_ids: Iterable[str], now: datetime | None):
+        """The lease checked, then ``read`` (``locks_held`` or ``claim_rows``) of the
+        VMs; ``None`` for no VMs."""
         self._check_lease(tx)
         vm_ids = list(vm_ids)
         if not vm_ids:
-            return frozenset(), {}
-        held, rows = tx.claim_rows(vm_ids, self.holder, self.token, now or self.now(tx))
-        return frozenset(held), rows
+            return None
+        return read(vm_ids, self.holder, self.token, now or self.now(tx))
 
     def _check_lease(self, tx: Tx) -> None:
         lease = self.lease

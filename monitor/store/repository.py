@@ -279,10 +279,10 @@ class Store:
     def pinned(self) -> Iterator[None]:
         """The block's transactions in this thread share one connection, taken from the
         pool at the first of them and given back at the end (a tick: docs/performance.md,
-        "The fourth wave"). On PostgreSQL each checkout costs a round trip (the
-        pool pings a connection before handing it out, so a server restart is survived)
-        and each return another (the reset); a tick of three transactions pays them
-        once. A connection the database dropped is replaced at the next transaction.
+        "The fourth wave"). On PostgreSQL the pool checks a connection before handing
+        it out (on its socket: ``engine``), so a server restart is survived, and resets it
+        when it comes back; a tick of three transactions pays them once. A connection
+        the database dropped is replaced at the next transaction.
 
         On SQLite the thread keeps the connection for its next block: there is no server
         to lose it, and a checkout and return cost ~3 % of a partial tick and ~11 % of a
@@ -578,10 +578,7 @@ class Tx:
             for chunk in _chunks(found):
                 for row in prepared.fetch(self._connection, self._by_ids.rows, {"ids": chunk}):
                     found[row[1]].append(DeviceRow(*row))
-        by_device_id = attrgetter("device_id")
-        for rows in found.values():
-            rows.sort(key=by_device_id)
-        return found
+        return _sorted_by_device_id(found)
 
     def apply_changes(self, changes: Sequence[VmChanges]) -> int:
         """Deletes, then updates, then inserts of many VMs, a few statements per batch
@@ -753,10 +750,7 @@ class Tx:
                     rows = found.setdefault(row[0], [])
                     if row[1] is not None:  # a device row (None: the VM has none)
                         rows.append(DeviceRow(*row[1:]))
-        by_device_id = attrgetter("device_id")
-        for rows in found.values():
-            rows.sort(key=by_device_id)
-        return set(found), found
+        return set(found), _sorted_by_device_id(found)
 
     def renew_locks(self, vm_ids: Iterable[str], holder: str, token: str, now: datetime,
                     ttl_s: float) -> int:
@@ -897,6 +891,14 @@ def _advance_params(item: HashAdvance) -> dict[str, Any]:
     if item.host is not None:
         params["b_host"] = item.host
     return params
+
+
+def _sorted_by_device_id(found: dict[str, list[DeviceRow]]) -> dict[str, list[DeviceRow]]:
+    """``found``, each VM's rows sorted by device_id in place (``Tx.rows``' order)."""
+    by_device_id = attrgetter("device_id")
+    for rows in found.values():
+        rows.sort(key=by_device_id)
+    return found
 
 
 def _chunks(ids: Iterable[str]) -> Iterator[list[str]]:
