@@ -176,11 +176,12 @@ class LeaseTx(Tx):
         missing = [host for host in hosts if host not in known]
         if not missing:
             return
-        statement = self._insert(host_leases).on_conflict_do_nothing(
-            index_elements=[host_leases.c.host])
-        self._connection.execute(statement, [
+        # One statement of many VALUES, not an executemany (which psycopg pipelines:
+        # monitor.store.prepared).
+        statement = self._insert(host_leases).values([
             {"host": host, "owner": None, "epoch": 0} for host in missing
-        ])
+        ]).on_conflict_do_nothing(index_elements=[host_leases.c.host])
+        self._connection.execute(statement)
 
     def _loads(self, now: datetime, hosts: Sequence[str]) -> tuple[WorkerLoad, ...]:
         held = sa.func.count(host_leases.c.host)
