@@ -18,11 +18,13 @@ from monitor.errors import StoreError
 from monitor.model.changes import RowUpdate, VmChanges
 from monitor.model.rows import DeviceRow, VmRecord
 from monitor.store import Store, jsontext, prepared
+from monitor.store.batch_writes import _BATCH
 from monitor.store.repository import (
     _BY_IDS,
+    _UPSERT_LAST_XML,
+    Tx,
     _advance_statement,
     _take_locks,
-    _upsert_last_xml,
 )
 from monitor.store.row_writes import _INSERT_ROW, row_values, write_changes
 from monitor.store.schema import vm_devices, vm_last_xml, vms
@@ -150,14 +152,16 @@ def alchemy_many(connection, statement, params: list[dict]) -> int:
     return count if count >= 0 else len(params)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_the_writes_store_what_sqlalchemy_stores(store):
+    """SQLite's executemany statements (PostgreSQL's batch statement: below)."""
     advance = [{"b_id": VMS[0], "b_hash": "new", "b_report_time": T0 + timedelta(hours=1)},
                {"b_id": VMS[1], "b_hash": None, "b_report_time": T0}]
     driver, alchemy = written(store, _advance_statement(False, False), advance,
                               sa.select(vms).order_by(vms.c.id))
     assert driver == alchemy and driver[0] == 2
     xml = [{"vm_id": VMS[0], "xml": b"<domain/>", "fetched_at": T0}]
-    driver, alchemy = written(store, _upsert_last_xml(dialect(store)), xml,
+    driver, alchemy = written(store, _UPSERT_LAST_XML, xml,
                               sa.select(vm_last_xml))
     assert driver == alchemy and driver[1] == [(VMS[0], b"<domain/>", T0)]
     row = {"device_id": "new", "vm_id": VMS[2], "type": "interface", "device": "bridge",
@@ -216,12 +220,15 @@ def test_every_statement_is_announced_to_listeners(store):
             tx.save_last_xmls([(VMS[0], b"<domain/>"), (VMS[1], b"<domain/>")], T0)
     finally:
         sa.event.remove(store._engine, "before_cursor_execute", record)
-    begin = [("BEGIN", False)] if dialect(store) == "sqlite" else []  # psycopg's is its own
-    assert seen == [*begin, ("SELECT", False), ("INSERT", False), ("INSERT", True)]
+    if dialect(store) == "sqlite":
+        assert seen == [("BEGIN", False), ("SELECT", False), ("INSERT", False),
+                        ("INSERT", True)]
+    else:  # psycopg's BEGIN is its own; the last XMLs go in the batch statement
+        assert seen == [("SELECT", False), ("WITH", False), ("WITH", False)]
 
 
 def test_a_batch_of_row_changes_stores_what_plain_sqlalchemy_stores(store):
-    """The dialect's write path (``row_writes``: PostgreSQL's recordset statements,
+    """The dialect's write path (``Tx.apply_changes``: PostgreSQL's batch statement,
     SQLite's executemany, both on the driver's cursor) against one SQLAlchemy statement
     per row: the same rows, and a count of every row written."""
     changes = [
@@ -241,7 +248,7 @@ def test_a_batch_of_row_changes_stores_what_plain_sqlalchemy_stores(store):
     ]
     read = sa.select(vm_devices).order_by(vm_devices.c.vm_id, vm_devices.c.device_id)
     found = []
-    for write in (write_changes, one_statement_per_row):
+    for write in (dialect_path, one_statement_per_row):
         with store._engine.connect() as connection, connection.begin() as transaction:
             count = write(connection, changes)
             found.append((count, [dict(row._mapping)
@@ -274,6 +281,10 @@ def test_sqlite_sets_an_alias_only_where_it_changes(store):
         transaction.rollback()
     assert [("alias" in sql.split("WHERE")[0], count) for sql, count in sent] == [
         (True, 1), (False, 2)]
+
+
+def dialect_path(connection, changes) -> int:
+    return Tx(connection).apply_changes(changes)
 
 
 def one_statement_per_row(connection, changes) -> int:
@@ -314,25 +325,29 @@ def test_a_lost_connection_is_replaced_for_the_next_transaction(store, db_url):
             assert len(tx.rows(VMS)[VMS[0]]) == 3
 
 
-@pytest.mark.parametrize("name", ["advance", "insert_row", "take_locks", "last_xml", "rows"])
-def test_the_driver_gets_exactly_the_parameters_the_text_names(store, name):
+def test_the_driver_gets_exactly_the_parameters_the_text_names(store):
     """What goes to the driver is what the compiled text asks for: psycopg's mapping
     has a key for each ``%(name)s`` and no other (not SQLAlchemy's anonymous names),
-    sqlite3's tuple a value for each ``?``."""
+    sqlite3's tuple a value for each ``?``. Each dialect's own write statements:
+    SQLite's executemany ones, PostgreSQL's batch statement."""
     import re
 
     engine_dialect = store._engine.dialect
-    statement = {"advance": _advance_statement(True, True), "insert_row": _INSERT_ROW,
-                 "take_locks": _take_locks(dialect(store)),
-                 "last_xml": _upsert_last_xml(dialect(store)),
-                 "rows": _BY_IDS[dialect(store)].rows}[name]
-    compiled = prepared.prepared(statement, engine_dialect)
-    given = {name: None for name in compiled.names}
-    values = prepared._values(compiled, given)
-    if compiled.keys is None:
-        assert len(values) == compiled.sql.count("?") > 0
+    statements = {"take_locks": _take_locks(dialect(store)),
+                  "rows": _BY_IDS[dialect(store)].rows}
+    if dialect(store) == "sqlite":
+        statements.update(advance=_advance_statement(True, True), insert_row=_INSERT_ROW,
+                          last_xml=_UPSERT_LAST_XML)
     else:
-        assert set(values) == set(re.findall(r"%\((\w+)\)s", compiled.sql)) != set()
+        statements.update(batch=_BATCH)
+    for name, statement in statements.items():
+        compiled = prepared.prepared(statement, engine_dialect)
+        given = {name: None for name in compiled.names}
+        values = prepared._values(compiled, given)
+        if compiled.keys is None:
+            assert len(values) == compiled.sql.count("?") > 0, name
+        else:
+            assert set(values) == set(re.findall(r"%\((\w+)\)s", compiled.sql)) != set(), name
 
 
 def test_the_lock_tables_statements_are_planned_with_their_values_each_time(store):
@@ -367,3 +382,16 @@ def test_the_lock_tables_statements_are_planned_with_their_values_each_time(stor
     assert not [text for text in named if "FROM vm_device_locks" in text]
     assert [text for text in named if text.startswith("INSERT INTO vm_device_locks")]
     assert [text for text in named if "FROM vm_devices" in text]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_no_executemany_is_sent_to_postgresql(store):
+    """psycopg's ``executemany`` pipelines its statements, and the server arms no idle
+    timeout between them (``monitor.store.prepared``): many rows go in one statement
+    (``batch_writes``); an executemany is refused before anything is sent."""
+    rows = [row_values(DeviceRow(device_id=f"n{n}", vm_id=VMS[0], type="disk",
+                                 device="disk")) for n in range(2)]
+    with store.transaction() as tx:
+        with pytest.raises(RuntimeError, match="pipelines"):
+            prepared.execute_many(tx._connection, _INSERT_ROW, rows)
+        assert prepared.execute_many(tx._connection, _INSERT_ROW, rows[:1]) == 1

@@ -20,7 +20,7 @@ from monitor.errors import StoreError
 from monitor.model.changes import RowUpdate, VmChanges
 from monitor.model.rows import DeviceRow, VmRecord, VmState
 from monitor.settings import MAX_TICK_THREADS, default_db_url
-from monitor.store import HashAdvance, Store
+from monitor.store import HashAdvance, LastXmls, Store
 from monitor.store.engine import is_transient, parse_url
 from monitor.store.migrate import alembic_config, head_revision
 from monitor.store.schema import FILLFACTOR, metadata
@@ -251,6 +251,59 @@ def test_advance_hashes_after_lock_vms_guards_with_the_hash_times_read_under_the
         stored = tx.vms([vm_id(1), vm_id(2)])
     assert (stored[vm_id(1)].hash, stored[vm_id(1)].hash_time) == ("a2", later)
     assert (stored[vm_id(2)].hash, stored[vm_id(2)].hash_time) == ("b3", T0)
+
+
+def test_a_batch_writes_the_changes_of_the_vms_it_advanced_and_every_last_xml(store):
+    """``advance_and_write`` (docs/worker.md, "A batch's writes"; one statement on
+    PostgreSQL): the row changes of a VM whose hash does not advance are not written,
+    the last XML of every VM is."""
+    with store.transaction() as tx:
+        tx.replace_vms([(vm(1, hash="a", hash_time=T0), [row(1, 1), row(1, 2)]),
+                        (vm(2, hash="b", hash_time=T0), [row(2, 3)])])
+    later, earlier = T0 + timedelta(seconds=1), T0 - timedelta(seconds=1)
+    with store.transaction() as tx:
+        advanced = tx.advance_and_write(
+            [HashAdvance(vm_id(1), "a2", later), HashAdvance(vm_id(2), "b2", earlier)],
+            [VmChanges(vm_id(1), updates=(RowUpdate(device_id(1), False, {}, "", None, None),),
+                       inserts=(row(1, 4, is_managed=False),), deletes=(device_id(2),)),
+             VmChanges(vm_id(2), deletes=(device_id(3),))],
+            later, LastXmls([(vm_id(1), b"<domain>1</domain>"), (vm_id(2), "<d>2</d>")], later))
+    assert advanced == {vm_id(1)}
+    with store.transaction() as tx:
+        stored = tx.vms([vm_id(1), vm_id(2)])
+        rows = tx.rows([vm_id(1), vm_id(2)])
+        xmls = [tx.last_xml(vm_id(1)), tx.last_xml(vm_id(2))]
+    assert (stored[vm_id(1)].hash, stored[vm_id(1)].hash_time) == ("a2", later)
+    assert (stored[vm_id(2)].hash, stored[vm_id(2)].hash_time) == ("b", T0)
+    assert [(r.device_id, r.is_plugged) for r in rows[vm_id(1)]] == [
+        (device_id(1), False), (device_id(4), True)]
+    assert [r.device_id for r in rows[vm_id(2)]] == [device_id(3)]  # not advanced: kept
+    assert xmls == [(b"<domain>1</domain>", later), (b"<d>2</d>", later)]
+
+
+def test_a_batch_that_fails_writes_nothing_of_it(store):
+    """One part of the batch's writes fails (a row of a VM the database does not know):
+    the hash, the other rows and the last XMLs are not written either."""
+    with store.transaction() as tx:
+        tx.replace_vms([(vm(1, hash="a", hash_time=T0), [row(1, 1)])])
+    later = T0 + timedelta(seconds=1)
+    with pytest.raises(StoreError), store.transaction() as tx:
+        tx.advance_and_write(
+            [HashAdvance(vm_id(1), "a2", later)],
+            [VmChanges(vm_id(1), deletes=(device_id(1),),
+                       inserts=(row(7, 2),))],  # vm 7: no such VM
+            later, LastXmls([(vm_id(1), b"<domain/>")], later))
+    with store.transaction() as tx:
+        assert tx.vm(vm_id(1)).hash == "a"
+        assert [r.device_id for r in tx.rows([vm_id(1)])[vm_id(1)]] == [device_id(1)]
+        assert tx.last_xml(vm_id(1)) is None
+
+
+def test_a_naive_report_time_is_refused(store):
+    with store.transaction() as tx:
+        tx.upsert_vm(vm(1))
+    with pytest.raises(ValueError, match="naive"), store.transaction() as tx:
+        tx.advance_hashes([HashAdvance(vm_id(1), "a", datetime(2024, 5, 1, 12))])
 
 
 def test_vm_states_and_host_reads_what_the_plan_decides_on(store):

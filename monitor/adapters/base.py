@@ -17,7 +17,7 @@ from typing import NamedTuple, Protocol
 from monitor.legacy.dicts import ConvertedVm
 from monitor.model.changes import VmChanges
 from monitor.model.rows import DeviceRow
-from monitor.store import Tx
+from monitor.store import LastXmls, Tx
 
 
 class Correlated(NamedTuple):
@@ -45,13 +45,15 @@ class TransactionalAdapter(Protocol):
 
     ``now`` is the database's clock in ``tx``. ``apply`` returns the ids of the VMs it
     applied; a VM missing from the result was not applied (its hash stays) and nothing
-    of it was written.
+    of it was written. ``last_xmls``: the Domain XML of every VM of the batch, as read,
+    saved whether or not the VM was applied (with the batch's other writes, in one
+    statement where the database allows).
     """
 
     def decide(self, item: Correlated) -> VmChanges: ...
 
-    def apply(self, tx: Tx, items: Sequence[Decided],
-              now: datetime | None = None) -> set[str]: ...
+    def apply(self, tx: Tx, items: Sequence[Decided], now: datetime | None = None,
+              last_xmls: LastXmls | None = None) -> set[str]: ...
 
 
 class MonitoringAdapter(Protocol):

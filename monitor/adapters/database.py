@@ -16,21 +16,21 @@ from datetime import datetime
 from monitor.adapters.base import Correlated, Decided
 from monitor.legacy.decide import decide
 from monitor.model.changes import VmChanges
-from monitor.store import HashAdvance, Tx
+from monitor.store import HashAdvance, LastXmls, Tx
 
 
 class DatabaseAdapter:
     def decide(self, item: Correlated) -> VmChanges:
         return decide(item.converted, item.rows)
 
-    def apply(self, tx: Tx, items: Sequence[Decided],
-              now: datetime | None = None) -> set[str]:
-        """Guarded hash advances, then one batch of the advanced VMs' row writes.
+    def apply(self, tx: Tx, items: Sequence[Decided], now: datetime | None = None,
+              last_xmls: LastXmls | None = None) -> set[str]:
+        """Guarded hash advances and the advanced VMs' row writes, with the batch's
+        last XMLs: one statement on PostgreSQL (``Tx.advance_and_write``).
 
         A stored report time later than ``now`` is not trusted
         (``monitor.clock.older_than_stored``).
         """
-        advanced = tx.advance_hashes(
-            [HashAdvance(item.vm_id, item.hash, item.report_time) for item in items], now)
-        tx.apply_changes([item.changes for item in items if item.vm_id in advanced])
-        return advanced
+        return tx.advance_and_write(
+            [HashAdvance(item.vm_id, item.hash, item.report_time) for item in items],
+            [item.changes for item in items], now, last_xmls)

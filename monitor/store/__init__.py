@@ -4,7 +4,8 @@
 * ``engine``: URL to Engine, DB failure to a one-line StoreError;
 * ``checkpoints``: SQLite's WAL checkpoints on a thread of their own (long-running verbs);
 * ``repository``: ``Store`` and its transactions (``Tx``), the API everyone uses;
-* ``row_writes``: a batch's row changes, a few statements per batch;
+* ``batch_writes``: what a batch transaction writes; on PostgreSQL one statement;
+* ``row_writes``: a batch's row changes on SQLite, an executemany a kind;
 * ``fence``: what a tick must still hold when it writes (its devices locks, its host
   lease);
 * ``inventory``: the ``{"vms", "devices"}`` document of load and export;
@@ -21,11 +22,13 @@ from monitor.store.inventory import (
 )
 from monitor.store.leases import LeaseTx
 from monitor.store.migrate import SchemaUpgrade
-from monitor.store.repository import HashAdvance, Store, Tx
+from monitor.store.batch_writes import HashAdvance, LastXmls
+from monitor.store.repository import Store, Tx
 
 __all__ = [
     "Fence",
     "HashAdvance",
+    "LastXmls",
     "LeaseTx",
     "LoadSummary",
     "SchemaUpgrade",

@@ -21,10 +21,12 @@ all, long after it has grown (docs/performance.md, "The ninth wave"). SQLite pla
 with its indexes whatever the table's size.
 
 Each statement is sent and its answer waited for before the next is sent: never in
-psycopg's pipeline mode. Between pipelined messages the server does not arm
-``idle_in_transaction_session_timeout`` (it does so only when it reports itself ready
-for a query), so a worker frozen in the middle of a pipelined transaction would keep
-its host lease row locked for good (docs/performance.md, "The twelfth wave").
+psycopg's pipeline mode, which its ``executemany`` uses. Between pipelined messages the
+server does not arm ``idle_in_transaction_session_timeout`` (it does so only when it
+reports itself ready for a query), so a worker frozen in the middle of a pipelined
+transaction would keep its host lease row locked for good (docs/performance.md, "The
+twelfth wave" and "The thirteenth wave"). On PostgreSQL many rows go in one statement
+(``batch_writes``), and ``driver_executemany`` refuses to run.
 
 Errors keep their SQLAlchemy class (``sqlalchemy.exc.DBAPIError.instance``, as SQLAlchemy
 wraps them), so ``Store``'s translation into a one-line ``StoreError`` is the same for
@@ -173,8 +175,7 @@ def execute(connection: Connection, statement: sa.Executable,
 def execute_many(connection: Connection, statement: sa.Executable,
                  params: Sequence[Mapping[str, Any]]) -> int:
     """``statement`` (DML without RETURNING) once for each parameter set: rows written.
-    One set is one ``execute``: psycopg's ``executemany`` sets up a pipeline first,
-    ~0.1 ms more for one statement (a partial tick's hash and last XML)."""
+    One set is one ``execute``; more, the driver's ``executemany`` (SQLite only)."""
     compiled = prepared(statement, connection.dialect)
     if len(params) == 1:
         return _run(connection, compiled.sql, _values(compiled, params[0]), rows=False,
@@ -189,9 +190,12 @@ def driver_execute(connection: Connection, sql: str) -> None:
 
 
 def driver_executemany(connection: Connection, sql: str, values: Sequence[Any]) -> int:
-    """``sql`` over parameters already in the database's types (tuples for sqlite3's
-    ``?``, mappings for psycopg's ``%(name)s``): rows written (one a set where the driver
-    does not count). psycopg sends the sets pipelined: one round trip, not one per set."""
+    """``sql`` over parameters already in the database's types (sqlite3's tuples for its
+    ``?``): rows written (one a set where the driver does not count). Refused on
+    PostgreSQL, where psycopg would pipeline the sets (see above)."""
+    if connection.dialect.name == "postgresql":
+        raise RuntimeError(f"{sql!r}: not sent as an executemany on PostgreSQL, which "
+                           "pipelines it; send the rows in one statement (batch_writes)")
     count = _run(connection, sql, values, rows=False, many=True)
     return count if count >= 0 else len(values)
 

@@ -2,9 +2,10 @@
 
 Callers see typed records (VmRecord, DeviceRow, VmChanges) and never SQLAlchemy.
 Everything on the tick's hot path is batched: reads are one SELECT per chunk of
-``CHUNK`` ids, writes are one executemany per kind of statement, whatever the number
-of VMs. A transaction commits on exit and rolls back on an exception; database
-failures leave as a one-line StoreError whose ``transient`` says whether to retry.
+``CHUNK`` ids; a batch's writes are one statement on PostgreSQL (``batch_writes``) and
+one executemany per kind of statement on SQLite, whatever the number of VMs. A
+transaction commits on exit and rolls back on an exception; database failures leave as
+a one-line StoreError whose ``transient`` says whether to retry.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from monitor.model.changes import VmChanges
 from monitor.model.lease import HostLease
 from monitor.model.rows import DeviceRow, VmRecord, VmState
 from monitor.store import migrate, prepared, row_writes
+from monitor.store.batch_writes import HashAdvance, LastXmls, write_postgresql, xml_bytes
 from monitor.store.checkpoints import BackgroundCheckpoints
 from monitor.store.engine import (
     AUTOCOMMIT_READ,
@@ -182,16 +184,6 @@ def new_token() -> str:
 
 
 T = TypeVar("T", bound="Tx")
-
-class HashAdvance(NamedTuple):
-    """One VM's new hash, applied only if no newer report was applied before."""
-
-    vm_id: str
-    new_hash: str | None
-    report_time: datetime
-    status: str | None = None
-    host: str | None = None
-
 
 class Store:
     """A database: open it from a URL, then work in transactions."""
@@ -486,33 +478,58 @@ class Tx:
 
     def advance_hashes(self, items: Sequence[HashAdvance],
                        now: datetime | None = None) -> set[str]:
-        """The batched ``advance_hash``: the ids of the VMs actually advanced.
+        """The batched ``advance_hash``: the ids of the VMs actually advanced."""
+        return self.advance_and_write(items, (), now)
+
+    def advance_and_write(self, advances: Sequence[HashAdvance],
+                          changes: Sequence[VmChanges], now: datetime | None = None,
+                          last_xmls: LastXmls | None = None) -> set[str]:
+        """A batch's writes: the guarded hash advances (``advance_hash``), the row
+        changes of the VMs that advanced (those of the others are not written), and
+        the last XMLs (``save_last_xmls``). On PostgreSQL one statement
+        (``monitor.store.batch_writes``), on SQLite an ``executemany`` a kind. Returns
+        the ids of the VMs advanced.
 
         The stored report times are read ``FOR UPDATE`` (PostgreSQL; SQLite holds the
-        database), so the decision and the UPDATE see the same row.
+        database), or were by ``lock_vms``, so the decision and the UPDATE see the same
+        row.
         """
-        if len({item.vm_id for item in items}) != len(items):
+        if len({item.vm_id for item in advances}) != len(advances):
             raise ValueError("advance_hashes: a VM may appear once per batch")
         locked = self._locked_hash_times
-        stored = {item.vm_id: locked[item.vm_id] for item in items if item.vm_id in locked}
-        stored.update(self._read_hash_times(item.vm_id for item in items
+        stored = {item.vm_id: locked[item.vm_id] for item in advances if item.vm_id in locked}
+        stored.update(self._read_hash_times(item.vm_id for item in advances
                                             if item.vm_id not in locked)[0])
-        groups: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
-        advanced: set[str] = set()
-        for item in items:
-            if item.vm_id not in stored:
-                continue
-            if older_than_stored(item.report_time, stored[item.vm_id], now):
-                continue
-            key = (item.status is not None, item.host is not None)
-            groups.setdefault(key, []).append(_advance_params(item))
-            advanced.add(item.vm_id)
-        for (with_status, with_host), params in groups.items():
-            prepared.execute_many(self._connection, _advance_statement(with_status, with_host),
-                                  params)
+        advancing = [item for item in advances if item.vm_id in stored
+                     and not older_than_stored(item.report_time, stored[item.vm_id], now)]
+        advanced = {item.vm_id for item in advancing}
+        self._write(advancing, [change for change in changes if change.vm_id in advanced],
+                    last_xmls)
         for vm_id in advanced:
             locked.pop(vm_id, None)  # written: read it again if asked again
         return advanced
+
+    def _write(self, advances: Sequence[HashAdvance], changes: Sequence[VmChanges],
+               last_xmls: LastXmls | None) -> int:
+        """Hash advances already decided on, row changes and last XMLs: the rows written."""
+        if not (advances or last_xmls and last_xmls.items
+                or any(change.rows_written for change in changes)):
+            return 0
+        if self._connection.dialect.name == "postgresql":
+            return write_postgresql(self._connection, advances, changes, last_xmls).rows
+        groups: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
+        for item in advances:
+            key = (item.status is not None, item.host is not None)
+            groups.setdefault(key, []).append(_advance_params(item))
+        for (with_status, with_host), params in groups.items():
+            prepared.execute_many(self._connection, _advance_statement(with_status, with_host),
+                                  params)
+        written = row_writes.write_changes(self._connection, changes)
+        if last_xmls is not None and last_xmls.items:
+            prepared.execute_many(self._connection, _UPSERT_LAST_XML, [
+                {"vm_id": vm_id, "xml": xml_bytes(xml), "fetched_at": last_xmls.fetched_at}
+                for vm_id, xml in last_xmls.items])
+        return written
 
     def _read_hash_times(self, vm_ids: Iterable[str]
                          ) -> tuple[dict[str, datetime | None], datetime | None]:
@@ -581,9 +598,10 @@ class Tx:
         return _sorted_by_device_id(found)
 
     def apply_changes(self, changes: Sequence[VmChanges]) -> int:
-        """Deletes, then updates, then inserts of many VMs, a few statements per batch
+        """Deletes, then updates, then inserts of many VMs: one statement on PostgreSQL
+        (``monitor.store.batch_writes``), an ``executemany`` a kind on SQLite
         (``monitor.store.row_writes``). Returns the number of rows written."""
-        return row_writes.write_changes(self._connection, changes)
+        return self._write((), changes, None)
 
     def replace_vm(self, vm: VmRecord, rows: Sequence[DeviceRow]) -> None:
         """The VM and all its rows replaced (used by ``monitor load``)."""
@@ -622,16 +640,8 @@ class Tx:
         self.save_last_xmls([(vm_id, xml)], fetched_at)
 
     def save_last_xmls(self, items: Sequence[tuple[str, bytes]], fetched_at: datetime) -> None:
-        """The batched ``save_last_xml``: one executemany upsert."""
-        if not items:
-            return
-        statement = _upsert_last_xml(self._connection.dialect.name)
-        params = [
-            {"vm_id": vm_id, "xml": xml.encode() if isinstance(xml, str) else bytes(xml),
-             "fetched_at": fetched_at}
-            for vm_id, xml in items
-        ]
-        prepared.execute_many(self._connection, statement, params)
+        """The batched ``save_last_xml``: one upsert (``advance_and_write``'s)."""
+        self._write((), (), LastXmls(items, fetched_at))
 
     def last_xml(self, vm_id: str) -> tuple[bytes, datetime] | None:
         query = sa.select(vm_last_xml.c.xml, vm_last_xml.c.fetched_at).where(
@@ -826,8 +836,8 @@ def _vm_values(vm: VmRecord) -> dict[str, Any]:
 
 @cache
 def _advance_statement(with_status: bool, with_host: bool):
-    """The hash UPDATE (guarded by ``advance_hashes``); status and host join it only when
-    given."""
+    """SQLite's hash UPDATE (guarded by ``advance_and_write``); status and host join it
+    only when given. PostgreSQL's is part of its batch statement (``batch_writes``)."""
     values: dict[str, Any] = {
         "hash": sa.bindparam("b_hash"),
         "hash_time": sa.bindparam("b_report_time"),
@@ -846,14 +856,16 @@ def _advance_statement(with_status: bool, with_host: bool):
     )
 
 
-@cache
-def _upsert_last_xml(dialect: str):
-    """The last-XML upsert, built once per dialect."""
-    statement = _DIALECT_INSERTS[dialect](vm_last_xml)
+def _upsert_last_xml() -> sa.Insert:
+    """SQLite's last-XML upsert (PostgreSQL's is part of its batch statement)."""
+    statement = sqlite.insert(vm_last_xml)
     return statement.on_conflict_do_update(
         index_elements=[vm_last_xml.c.vm_id],
         set_={"xml": statement.excluded.xml, "fetched_at": statement.excluded.fetched_at},
     )
+
+
+_UPSERT_LAST_XML = _upsert_last_xml()
 
 
 @cache

@@ -1,26 +1,18 @@
-"""A batch's device-row changes in as few statements as the database allows.
+"""A batch's device-row changes on SQLite, and the values a row is written with.
 
 A full tick rewrites ~28 rows per VM, so how a batch of row changes reaches the
 database is most of the write path (docs/performance.md, "What each change bought").
-SQLAlchemy Core declares every statement below; only how its parameters travel
-differs by dialect:
+SQLAlchemy Core declares every statement below. On SQLite (in-process, no round trips)
+they are compiled once, then run by the driver's ``executemany`` over plain tuples,
+skipping SQLAlchemy's per-row work. A row whose alias stays is updated by a statement
+that does not set it: SQLite rewrites the ``(vm_id, alias)`` index entry of every row
+an UPDATE sets the alias of, changed or not (~1 µs a row, ~4 % of a full tick:
+docs/performance.md, "The eleventh wave"). PostgreSQL compares the values: a kept alias
+touches no index.
 
-* PostgreSQL: one ``DELETE ... USING`` and one ``UPDATE ... FROM`` per batch, over
-  ``jsonb_to_recordset(:rows)``: the batch's rows travel as one JSON document (encoded
-  by the C JSON encoder, parsed by the server), one round trip whatever the number of
-  rows and no per-row parameter processing. (Arrays per column, ``unnest(...)``, were
-  measured too: psycopg escapes every element of a text array in Python, which cost
-  more than the round trips it saved.)
-* SQLite (in-process, no round trips): the statements compiled once, then the
-  driver's ``executemany`` over plain tuples, skipping SQLAlchemy's per-row work. A
-  row whose alias stays is updated by a statement that does not set it: SQLite
-  rewrites the ``(vm_id, alias)`` index entry of every row an UPDATE sets the alias
-  of, changed or not (~1 µs a row, ~4 % of a full tick: docs/performance.md, "The
-  eleventh wave"). PostgreSQL compares the values: a kept alias touches no index.
-
-Inserts (new unmanaged devices: a VM's first tick, a hot-plug) are one ``executemany``
-of the whole row (``prepared.execute_many``, the driver's; psycopg pipelines it): few per
-tick. Every statement here runs on the driver's cursor (``monitor.store.prepared``).
+On PostgreSQL a batch's row changes are part of its one write statement
+(``batch_writes``), as JSON documents of the rows in the order ``UPDATED`` and
+``row_values`` give here.
 
 A row changes at most once per batch (``legacy.decide`` lists a device once).
 """
@@ -31,7 +23,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from monitor.model.changes import VmChanges
@@ -46,28 +37,23 @@ KEY = ("vm_id", "device_id")
 
 
 def write_changes(connection: Connection, changes: Sequence[VmChanges]) -> int:
-    """Deletes, then updates, then inserts of many VMs; the number of rows written.
-
-    Deleting first lets a row be replaced by one with the same id.
-    """
-    postgres = connection.dialect.name == "postgresql"
+    """SQLite: deletes, then updates, then inserts of many VMs; the number of rows
+    written. Deleting first lets a row be replaced by one with the same id."""
     written = 0
     if any(change.deletes for change in changes):
-        written += (_delete_recordset if postgres else _delete_many)(connection, changes)
+        written += _delete_many(connection, changes)
     if any(change.updates for change in changes):
-        written += (_update_recordset if postgres else _update_many)(connection, changes)
+        written += _update_many(connection, changes)
     inserts = [row_values(row) for change in changes for row in change.inserts]
     if inserts:
         written += prepared.execute_many(connection, _INSERT_ROW, inserts)
     return written
 
 
-# A whole row, every column a parameter (both databases).
+# A whole row, every column a parameter.
 _INSERT_ROW = sa.insert(vm_devices).values(
     {column.name: sa.bindparam(column.name, type_=column.type) for column in vm_devices.c})
 
-
-# --- SQLite: compiled once, the driver's executemany ---------------------------------
 
 _DELETE_ROW = sa.delete(vm_devices).where(
     vm_devices.c.vm_id == sa.bindparam("vm_id"),
@@ -126,47 +112,6 @@ def _update_many(connection: Connection, changes: Sequence[VmChanges]) -> int:
             order = tuple(f"b_{name}" for name in (*columns, *KEY))
             written += _driver_many(connection, statement, order, rows)
     return written
-
-
-# --- PostgreSQL: one statement per batch, the rows as one JSON document -----------------
-
-def _recordset(*columns: sa.Column) -> sa.TableValuedAlias:
-    """``jsonb_to_recordset(:rows) AS anon(col_1 TYPE, ...)``: the bound JSON array of
-    objects as rows with these columns' names and types."""
-    rows = sa.bindparam("rows", type_=postgresql.JSONB)
-    return (sa.func.jsonb_to_recordset(rows)
-            .table_valued(*(sa.column(column.name, column.type) for column in columns))
-            .render_derived(with_types=True))
-
-
-_DELETED = _recordset(vm_devices.c.vm_id, vm_devices.c.device_id)
-_DELETE_RECORDSET = sa.delete(vm_devices).where(
-    vm_devices.c.vm_id == _DELETED.c.vm_id, vm_devices.c.device_id == _DELETED.c.device_id,
-)
-_UPDATED = _recordset(*(vm_devices.c[name] for name in (*UPDATED, *KEY)))
-_UPDATE_RECORDSET = (
-    sa.update(vm_devices)
-    .where(vm_devices.c.vm_id == _UPDATED.c.vm_id,
-           vm_devices.c.device_id == _UPDATED.c.device_id)
-    .values({name: _UPDATED.c[name] for name in UPDATED})
-)
-
-
-def _delete_recordset(connection: Connection, changes: Sequence[VmChanges]) -> int:
-    rows = [{"vm_id": change.vm_id, "device_id": device_id}
-            for change in changes for device_id in change.deletes]
-    return prepared.execute(connection, _DELETE_RECORDSET, {"rows": rows})
-
-
-def _update_recordset(connection: Connection, changes: Sequence[VmChanges]) -> int:
-    rows = [
-        {"address": update.address, "alias": update.alias, "is_plugged": update.is_plugged,
-         "logical_name": update.logical_name, "host_device": update.host_device,
-         "vm_id": change.vm_id, "device_id": update.device_id}
-        for change in changes
-        for update in change.updates
-    ]
-    return prepared.execute(connection, _UPDATE_RECORDSET, {"rows": rows})
 
 
 _DEVICE_FIELDS = tuple(column.name for column in DEVICE_COLUMNS)
