@@ -10,13 +10,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from monitor.errors import WorkerConflict
+from monitor.errors import LeaseLost, WorkerConflict
 from monitor.faults import injected
 from monitor.hosts.fixture import read_fixture
 from monitor.hosts.replay import ReplayHostSource
 from monitor.model.lease import HostLease, WorkerLoad
 from monitor.model.rows import VmRecord
-from monitor.store import LeaseTx, Store
+from monitor.store import Fence, LeaseTx, Store
 from monitor.tick.host_tick import TickContext, run_tick
 from monitor.worker.fair_share import fair_shares
 from monitor.worker.lease_keeper import LeaseKeeper
@@ -125,6 +125,97 @@ def test_a_takeover_bumps_the_epoch_and_releases_the_tick_locks_of_the_old_owner
             assert not tx.holds_lease(HostLease("host-a", "a", 1), utc_now)
             assert tx.holds_lease(HostLease("host-a", "b", 2), utc_now)
             assert not tx.holds_lease(HostLease("host-a", "b", 1), utc_now)
+
+
+LOCKS_AUDIT = """
+CREATE TABLE locks_audit (op text, vm_id text, lease text);
+CREATE FUNCTION locks_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO locks_audit VALUES (TG_OP, CASE TG_OP WHEN 'DELETE' THEN OLD.vm_id
+                                  ELSE NEW.vm_id END, current_setting('monitor.lease', true));
+  RETURN NULL;
+END $$;
+CREATE TRIGGER locks_audit AFTER INSERT OR UPDATE OR DELETE ON vm_device_locks
+  FOR EACH ROW EXECUTE FUNCTION locks_audit();
+"""
+
+
+@POSTGRESQL
+def test_a_ticks_devices_locks_are_taken_and_claimed_in_the_statements_that_check_its_lease(
+        db_url, tmp_path):
+    """On PostgreSQL the lease is checked in the statement that takes a tick's devices
+    locks (``Fence.take``, ``Tx.take_locks_fenced``), sent on its own outside a
+    transaction (``Store.one_statement``), and in the batch's claim (``Fence.claim``,
+    ``Tx.claim_rows_fenced``): with the lease held the locks are taken, or released
+    with the VMs' rows read, every lock row written under the lease's name
+    (``monitor.lease``, for audit triggers); with the lease lost nothing is taken or
+    released, and the tick learns it."""
+    fixture = make_fixtures_many(tmp_path)
+    load_inventory(db_url, fixture)
+    with Store.open(db_url) as store:
+        join(store, "a", hosts=["host-a"])
+        [claimed] = claim(store, "a", 1, ["host-a"])
+        with store.read() as tx:
+            vm_ids = sorted(tx.vms_on_host("host-a"))
+        with store._engine.begin() as connection:
+            connection.exec_driver_sql(LOCKS_AUDIT)
+        sent = []
+        sa.event.listen(store._engine, "before_cursor_execute",
+                        lambda *event: sent.append(event[2].split()[0]))
+        held = Fence("a", utc_now, HostLease("host-a", "a", claimed.epoch))
+        with store.one_statement() as tx:
+            assert held.take(tx, reversed(vm_ids), 60.0) == set(vm_ids)
+        assert sent == ["WITH"]
+        stale = HostLease("host-a", "a", claimed.epoch + 1)  # not this worker's epoch
+        with pytest.raises(LeaseLost), store.one_statement() as tx:
+            Fence("b", utc_now, stale).take(tx, vm_ids, 60.0)
+        assert stale.lost
+        with pytest.raises(LeaseLost), store.one_statement() as tx:  # known lost: not sent
+            Fence("b", utc_now, stale).take(tx, vm_ids, 60.0)
+        assert sent == ["WITH", "WITH"]
+        first, rest = vm_ids[:1], vm_ids[1:]
+        assert rest
+        with store.transaction() as tx:
+            kept, rows = held.claim(tx, vm_ids[:1], tx.now(utc_now))
+        assert kept == set(first) and list(rows) == first and rows[first[0]]
+        same_token = Fence("a", utc_now, stale, token=held.token)
+        stale.lost = False  # not known yet: found in the claim's statement
+        with pytest.raises(LeaseLost), store.transaction() as tx:
+            same_token.claim(tx, rest, tx.now(utc_now))
+        with store.read() as tx:
+            assert tx.locks_held(vm_ids, "a", held.token, tx.now(utc_now)) == set(rest)
+            audited = tx._connection.exec_driver_sql(
+                "SELECT op, vm_id, lease FROM locks_audit ORDER BY op, vm_id").all()
+    lease = f"host-a {claimed.epoch} a"
+    assert audited == [("DELETE", first[0], lease),
+                       *(("INSERT", vm_id, lease) for vm_id in vm_ids)]
+
+
+@POSTGRESQL
+def test_a_tick_under_its_lease_sends_no_statement_more_than_one_without(db_url, tmp_path):
+    """The lease is checked inside the statements that take and claim the devices locks
+    (docs/operations.md, "Fencing"): a tick that applies under its lease sends the same
+    five statements as one without a lease (tests/test_tick_statements.py), and its
+    locks' statement goes outside a transaction (no ``BEGIN`` and ``COMMIT``)."""
+    fixture = make_fixtures_many(tmp_path)
+    load_inventory(db_url, fixture)
+    with Store.open(db_url) as store:
+        join(store, "a", hosts=["host-a"])
+        [claimed] = claim(store, "a", 1, ["host-a"])
+        sent = []
+
+        def record(connection, _cursor, statement, *_event) -> None:
+            driver = connection.connection.driver_connection
+            sent.append((statement.split()[0], driver.autocommit))
+
+        sa.event.listen(store._engine, "before_cursor_execute", record)
+        source = ReplayHostSource(read_fixture(fixture).ticks[0], "host-a")
+        summary = run_tick(source, TickContext(store=store, holder="a"),
+                           HostLease("host-a", "a", claimed.epoch))
+    assert summary.applied > 1 and not summary.lease_lost
+    # the first read and the locks outside a transaction; the batch's lock, claim, writes
+    assert sent == [("SELECT", True), ("WITH", True), ("SELECT", False), ("WITH", False),
+                    ("WITH", False)], sent
 
 
 def make_fixtures_many(tmp_path):

@@ -133,7 +133,9 @@ def in_autocommit(store: Store):
 def test_a_steady_host_tick_reads_outside_a_transaction(db_url):
     """Nothing changed: one read, sent outside a transaction (``Store.read``): on
     PostgreSQL no BEGIN and COMMIT round trips, on SQLite no ``BEGIN IMMEDIATE``. The
-    tick after it, which applies, sends its writes in transactions as before."""
+    tick after it, which applies, takes its devices locks in one statement on its own
+    on PostgreSQL (``Store.one_statement``), in a transaction on SQLite, and applies in
+    a transaction."""
     postgres = store_dialect(db_url) == "postgresql"
     with started_fleet(db_url) as (store, context, state):
         with in_autocommit(store) as seen:
@@ -146,7 +148,8 @@ def test_a_steady_host_tick_reads_outside_a_transaction(db_url):
         assert tick.total.applied == 1
         assert seen[0] == ("SELECT", postgres)
         if postgres:
-            assert not any(outside for _verb, outside in seen[1:]), seen
+            assert seen[1] == ("INSERT", True), seen  # the devices locks
+            assert not any(outside for _verb, outside in seen[2:]), seen
         else:  # each transaction after the read begins with BEGIN IMMEDIATE
             verbs = [verb for verb, _ in seen]
             assert verbs[1] == "BEGIN" and verbs.count("BEGIN") == 2, verbs

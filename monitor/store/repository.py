@@ -96,6 +96,7 @@ class _ByIds(NamedTuple):
     renew_locks: sa.Update
     holds_lease: sa.Select
     claimed_rows: sa.Select | None  # PostgreSQL: release_locks_held and the rows at once
+    claimed_rows_fenced: sa.Select | None  # PostgreSQL: the same, and holds_lease first
 
 
 def _by_ids(dialect: str) -> _ByIds:
@@ -135,6 +136,8 @@ def _by_ids(dialect: str) -> _ByIds:
             expires_at=sa.bindparam("b_expires_at", type_=UtcDateTime))),
         holds_lease=_holds_lease(dialect),
         claimed_rows=each_time(_claimed_rows(held)) if dialect == "postgresql" else None,
+        claimed_rows_fenced=(each_time(_claimed_rows_fenced(held))
+                             if dialect == "postgresql" else None),
     )
 
 
@@ -148,6 +151,20 @@ def _claimed_rows(held) -> sa.Select:
                 .returning(vm_device_locks.c.vm_id).cte("released"))
     devices = released.outerjoin(vm_devices, vm_devices.c.vm_id == released.c.vm_id)
     return sa.select(released.c.vm_id, *DEVICE_COLUMNS).select_from(devices)
+
+
+def _claimed_rows_fenced(held) -> sa.Select:
+    """PostgreSQL: ``_claimed_rows`` only if the lease is held (``_holds_lease``, read
+    and locked before any lock row is deleted), each row led by the number of lease
+    rows found; at least one row, of NULLs after that number, when nothing is
+    released."""
+    lease = _holds_lease("postgresql").cte("lease")
+    released = (sa.delete(vm_device_locks).where(*held, sa.exists(sa.select(lease)))
+                .returning(vm_device_locks.c.vm_id).cte("released"))
+    found = sa.select(sa.func.count().label("held")).select_from(lease).subquery("found")
+    devices = released.outerjoin(vm_devices, vm_devices.c.vm_id == released.c.vm_id)
+    return sa.select(found.c.held, released.c.vm_id, *DEVICE_COLUMNS).select_from(
+        found.outerjoin(devices, sa.true()))
 
 
 def _holds_lease(dialect: str) -> sa.Select:
@@ -251,6 +268,21 @@ class Store:
                 yield Tx(connection)
         except sa.exc.SQLAlchemyError as error:
             raise store_error(error, self._engine.url) from error
+
+    @contextmanager
+    def one_statement(self) -> Iterator[Tx]:
+        """For a block that sends one statement, which may write: on PostgreSQL sent
+        outside a transaction, a transaction of its own (no ``BEGIN`` and ``COMMIT``: two
+        round trips fewer; a tick's devices locks, docs/performance.md, "The thirteenth
+        wave"). On SQLite a transaction as ``transaction()``'s: its ``BEGIN IMMEDIATE``
+        waits for the write lock, where a statement on its own that finds the database
+        changed since it began reading fails at once."""
+        if self.dialect != "postgresql":
+            with self.transaction() as tx:
+                yield tx
+            return
+        with self.read() as tx:
+            yield tx
 
     @contextmanager
     def _connection(self) -> Iterator[Connection]:
@@ -361,6 +393,10 @@ class Tx:
         # The hash times of the VM rows ``lock_vms`` locked: no other transaction can
         # change them before this one ends, so ``advance_hashes`` needs no second read.
         self._locked_hash_times: dict[str, datetime | None] = {}
+
+    @property
+    def dialect(self) -> str:
+        return self._connection.dialect.name
 
     # --- VMs -------------------------------------------------------------------
 
@@ -684,6 +720,21 @@ class Tx:
             {"holder": holder, "expires_at": now + timedelta(seconds=ttl_s),
              "token": token or new_token(), "b_now": now})
 
+    def take_locks_fenced(self, vm_ids: Iterable[str], holder: str, ttl_s: float,
+                          token: str, lease: HostLease) -> set[str] | None:
+        """PostgreSQL: ``take_locks``, in the same statement as ``holds_lease`` (its
+        ``FOR KEY SHARE`` and ``monitor.lease`` included): the VMs taken, or ``None``
+        if this worker no longer holds ``lease``, and then nothing is taken. The lease
+        row is locked before any lock row is written, and until the statement's
+        transaction ends (``_take_locks_fenced``)."""
+        ids = sorted(set(vm_ids))
+        params = {"ids": ids, "holder": holder, "token": token,
+                  "b_ttl": timedelta(seconds=ttl_s), "b_host": lease.host,
+                  "b_owner": lease.owner, "b_epoch": lease.epoch,
+                  "b_tag": f"{lease.host} {lease.epoch} {lease.owner}"}
+        (held, taken), = prepared.fetch(self._connection, _TAKE_LOCKS_FENCED, params)
+        return set(taken or ()) if held else None
+
     def take_locks(self, vm_ids: Iterable[str], holder: str, ttl_s: float, token: str,
                    process_utc: Callable[[], datetime]) -> set[str]:
         """``try_lock_many`` at the database's clock (``now``): on PostgreSQL the upsert's
@@ -753,13 +804,35 @@ class Tx:
             released = self.release_locks_held(vm_ids, holder, token, now)
             return released, self.rows(released)
         params = {"b_holder": holder, "b_token": token, "b_now": now}
+        return self._claimed(statement, vm_ids, params, lead=0)
+
+    def claim_rows_fenced(self, vm_ids: Iterable[str], holder: str, token: str,
+                          now: datetime, lease: HostLease
+                          ) -> tuple[set[str], dict[str, list[DeviceRow]]] | None:
+        """PostgreSQL: ``claim_rows`` in the same statement as ``holds_lease`` (read and
+        locked before any lock row is released): ``None`` if this worker no longer holds
+        ``lease``, and then nothing is released (``_claimed_rows_fenced``)."""
+        params = {"b_holder": holder, "b_token": token, "b_now": now,
+                  "b_host": lease.host, "b_owner": lease.owner, "b_epoch": lease.epoch,
+                  "b_tag": f"{lease.host} {lease.epoch} {lease.owner}"}
+        return self._claimed(self._by_ids.claimed_rows_fenced, vm_ids, params, lead=1)
+
+    def _claimed(self, statement, vm_ids: Iterable[str], params: dict[str, Any], lead: int
+                 ) -> tuple[set[str], dict[str, list[DeviceRow]]] | None:
+        """The released VMs and their rows from a claim statement whose rows have
+        ``lead`` columns before the VM's id (the lease's count: 0 is lost, ``None``)."""
         found: dict[str, list[DeviceRow]] = {}
         with collector.paused():
             for chunk in _chunks(sorted(set(vm_ids))):
                 for row in prepared.fetch(self._connection, statement, {"ids": chunk, **params}):
-                    rows = found.setdefault(row[0], [])
-                    if row[1] is not None:  # a device row (None: the VM has none)
-                        rows.append(DeviceRow(*row[1:]))
+                    if lead and not row[0]:
+                        return None
+                    vm_id = row[lead]
+                    if vm_id is None:  # the lease held, nothing released
+                        continue
+                    rows = found.setdefault(vm_id, [])
+                    if row[lead + 1] is not None:  # a device row (None: the VM has none)
+                        rows.append(DeviceRow(*row[lead + 1:]))
         return set(found), _sorted_by_device_id(found)
 
     def renew_locks(self, vm_ids: Iterable[str], holder: str, token: str, now: datetime,
@@ -894,6 +967,36 @@ _TAKE_LOCKS_AT_STATEMENT_TIME = _take_locks_upsert(
     "postgresql",
     _STATEMENT_TIME + sa.bindparam("b_ttl", type_=sa.Interval),
     _STATEMENT_TIME)
+
+
+def _take_locks_fenced() -> sa.Select:
+    """``Tx.take_locks_fenced``: the lease read ``FOR KEY SHARE`` (``_holds_lease``),
+    and only if it is held, the lock upsert of ``_TAKE_LOCKS_AT_STATEMENT_TIME`` for each
+    VM of the JSON array ``ids`` in id order; one row: how many lease rows were found
+    (0 or 1), and the array of the VMs taken (NULL for none)."""
+    lease = _holds_lease("postgresql").cte("lease")
+    ids = sa.func.jsonb_array_elements_text(
+        sa.bindparam("ids", type_=postgresql.JSONB)).table_valued("value")
+    locks = vm_device_locks.c
+    insert = postgresql.insert(vm_device_locks).from_select(
+        ["vm_id", "holder", "token", "expires_at"],
+        sa.select(ids.c.value, sa.bindparam("holder"), sa.bindparam("token"),
+                  _STATEMENT_TIME + sa.bindparam("b_ttl", type_=sa.Interval))
+        .where(sa.exists(sa.select(lease)))
+        .order_by(ids.c.value))
+    taken = insert.on_conflict_do_update(
+        index_elements=[locks.vm_id],
+        set_={"holder": insert.excluded.holder, "expires_at": insert.excluded.expires_at,
+              "token": insert.excluded.token},
+        where=sa.or_(locks.holder == insert.excluded.holder,
+                     locks.expires_at <= _STATEMENT_TIME),
+    ).returning(locks.vm_id).cte("taken")
+    return sa.select(
+        sa.select(sa.func.count()).select_from(lease).scalar_subquery(),
+        sa.select(sa.func.array_agg(taken.c.vm_id)).scalar_subquery())
+
+
+_TAKE_LOCKS_FENCED = prepared.planned_each_time(_take_locks_fenced())
 
 
 def _advance_params(item: HashAdvance) -> dict[str, Any]:

@@ -300,7 +300,8 @@ def _lock(context: TickContext, fence: Fence, vm_ids: Sequence[str],
           summary: TickSummary) -> frozenset[str]:
     if not vm_ids:
         return frozenset()
-    with context.store.transaction() as tx:
+    # One statement on PostgreSQL, which needs no transaction of its own (the fence).
+    with context.store.one_statement() as tx:
         held = fence.take(tx, vm_ids, context.lock_ttl_s)
     busy = len(vm_ids) - len(held)
     if busy:
