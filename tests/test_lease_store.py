@@ -218,6 +218,33 @@ def test_a_tick_under_its_lease_sends_no_statement_more_than_one_without(db_url,
                     ("WITH", False)], sent
 
 
+@POSTGRESQL
+def test_a_fenced_transaction_holds_its_lease_row_against_claims_and_hand_backs(db_url):
+    """``holds_lease`` locks the lease row ``FOR NO KEY UPDATE`` until its transaction
+    ends (docs/operations.md, "Fencing"): the holder's heartbeat renewal does not wait
+    for it; another worker's claim of the lease, expired meanwhile, skips the host until
+    it ends; the lease's release waits for it (here it gives up at a lock timeout)."""
+    with Store.open(db_url) as store:
+        join(store, "a", hosts=["host-a"])
+        join(store, "b", hosts=["host-a"])
+        [claimed] = claim(store, "a", 1, ["host-a"])
+        with store.transaction() as fenced, store._engine.connect() as other:
+            assert fenced.holds_lease(HostLease("host-a", "a", claimed.epoch), utc_now)
+            other.exec_driver_sql("SET lock_timeout = '200ms'")
+            other.commit()
+            with other.begin():
+                LeaseTx(other).renew(LeaseTx(other).now(utc_now), "a", ["host-a"], TTL_S,
+                                     None)
+            expire_heartbeat(db_url, "a")
+            with other.begin():
+                assert LeaseTx(other).claim(LeaseTx(other).now(utc_now), "b", ["host-a"],
+                                            1) == []
+            with pytest.raises(sa.exc.OperationalError, match="lock timeout"), other.begin():
+                LeaseTx(other).hand_back("a", ["host-a"])
+        # the fenced transaction over, the expired lease is b's to take
+        assert [c.previous_owner for c in claim(store, "b", 1, ["host-a"])] == ["a"]
+
+
 def make_fixtures_many(tmp_path):
     root = tmp_path / "fixture"
     make_fixtures.many_vms(root, 4, 1)

@@ -184,8 +184,8 @@ def limit_idle_transactions(engine: Engine, seconds: float) -> None:
     longer than ``seconds`` (``idle_in_transaction_session_timeout``), rolling it back.
 
     For ``monitor run``: a worker frozen mid-transaction (SIGSTOP, a VM paused, a long
-    GC pause) would otherwise keep its host lease row locked ``FOR KEY SHARE`` and no
-    other worker could take the host over (docs/operations.md, "Many workers").
+    GC pause) would otherwise keep its host lease row locked and no other worker could
+    take the host over (docs/operations.md, "Many workers").
     Connections opened before are closed, so every session gets the setting.
     """
     if engine.dialect.name != "postgresql":

@@ -170,8 +170,13 @@ def _claimed_rows_fenced(held) -> sa.Select:
 def _holds_lease(dialect: str) -> sa.Select:
     """A row if the lease named by ``b_host``, ``b_owner``, ``b_epoch`` is held, its
     heartbeat unexpired (``Tx.holds_lease``). PostgreSQL: by the database's clock, the
-    lease row locked ``FOR KEY SHARE``, the lease named in ``monitor.lease`` (``b_tag``);
-    SQLite: by ``b_now``."""
+    lease row locked ``FOR NO KEY UPDATE``, the lease named in ``monitor.lease``
+    (``b_tag``); SQLite: by ``b_now``.
+
+    ``FOR NO KEY UPDATE`` (SQLAlchemy spells it ``key_share=True`` without ``read``):
+    a claim's ``FOR UPDATE SKIP LOCKED`` skips the row, and a hand-back or a stopping
+    worker's release (an UPDATE of the row) waits for the fenced transaction to end;
+    renewals write the heartbeat, never this row, so they do not wait."""
     query = sa.select(sa.literal(1)).select_from(
         host_leases.join(worker_heartbeats, worker_heartbeats.c.owner == host_leases.c.owner)
     ).where(
@@ -609,8 +614,8 @@ class Tx:
         epoch, and its heartbeat is unexpired by the database's clock (``now()``; on
         SQLite ``process_utc()``, as in ``now``).
 
-        PostgreSQL: the lease row is locked ``FOR KEY SHARE`` until the transaction
-        ends, so no claim can take the lease over before this transaction commits;
+        PostgreSQL: the lease row is locked ``FOR NO KEY UPDATE`` until the
+        transaction ends, so no claim can take the lease over before this transaction commits;
         the heartbeat's renewals go on. The lease is also named in the transaction's
         ``monitor.lease`` setting (``host epoch owner``), for audit triggers
         (docs/operations.md). SQLite holds its write lock already.
@@ -723,7 +728,7 @@ class Tx:
     def take_locks_fenced(self, vm_ids: Iterable[str], holder: str, ttl_s: float,
                           token: str, lease: HostLease) -> set[str] | None:
         """PostgreSQL: ``take_locks``, in the same statement as ``holds_lease`` (its
-        ``FOR KEY SHARE`` and ``monitor.lease`` included): the VMs taken, or ``None``
+        row lock and ``monitor.lease`` included): the VMs taken, or ``None``
         if this worker no longer holds ``lease``, and then nothing is taken. The lease
         row is locked before any lock row is written, and until the statement's
         transaction ends (``_take_locks_fenced``)."""
@@ -970,7 +975,7 @@ _TAKE_LOCKS_AT_STATEMENT_TIME = _take_locks_upsert(
 
 
 def _take_locks_fenced() -> sa.Select:
-    """``Tx.take_locks_fenced``: the lease read ``FOR KEY SHARE`` (``_holds_lease``),
+    """``Tx.take_locks_fenced``: the lease read and locked (``_holds_lease``),
     and only if it is held, the lock upsert of ``_TAKE_LOCKS_AT_STATEMENT_TIME`` for each
     VM of the JSON array ``ids`` in id order; one row: how many lease rows were found
     (0 or 1), and the array of the VMs taken (NULL for none)."""
