@@ -26,12 +26,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from monitor.errors import LeaseLost
 from monitor.model.lease import HostLease
 from monitor.model.rows import DeviceRow
 from monitor.store.repository import Tx, new_token
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,18 +69,15 @@ class Fence:
         held again if it rolls back); with the device rows of those VMs, read in that
         statement on PostgreSQL (``Tx.claim_rows``), where a lease is checked in it too
         (``Tx.claim_rows_fenced``)."""
-        lease = self.lease
+        lease = self._lease_in_statement(tx)
         vm_ids = list(vm_ids)
-        if lease is not None and vm_ids and tx.dialect == "postgresql":
-            # The lease checked in the claim's own statement.
-            found = None if lease.lost else tx.claim_rows_fenced(
-                vm_ids, self.holder, self.token, now or self.now(tx), lease)
-            if found is None:
-                _lost(lease)
-        else:
-            found = self._held(tx, tx.claim_rows, vm_ids, now)
-            if found is None:
-                return frozenset(), {}
+        if lease is not None and vm_ids:
+            held, rows = _fenced(lease, lambda: tx.claim_rows_fenced(
+                vm_ids, self.holder, self.token, now or self.now(tx), lease))
+            return frozenset(held), rows
+        found = self._held(tx, tx.claim_rows, vm_ids, now)
+        if found is None:
+            return frozenset(), {}
         held, rows = found
         return frozenset(held), rows
 
@@ -105,17 +104,17 @@ class Fence:
         the locks (``Tx.take_locks_fenced``): nothing else is sent, so ``tx`` may be a
         statement on its own (``Store.one_statement``). Raises ``LeaseLost`` as
         ``check`` does, nothing taken."""
-        lease = self.lease
-        if lease is None or tx.dialect != "postgresql":
-            self.check(tx)
-            return frozenset(tx.take_locks(vm_ids, self.holder, ttl_s, self.token,
-                                           self.process_utc))
-        taken = None
-        if not lease.lost:
-            taken = tx.take_locks_fenced(vm_ids, self.holder, ttl_s, self.token, lease)
-        if taken is None:
-            _lost(lease)
-        return frozenset(taken)
+        lease = self._lease_in_statement(tx)
+        if lease is not None:
+            return frozenset(_fenced(lease, lambda: tx.take_locks_fenced(
+                vm_ids, self.holder, ttl_s, self.token, lease)))
+        self.check(tx)
+        return frozenset(tx.take_locks(vm_ids, self.holder, ttl_s, self.token,
+                                       self.process_utc))
+
+    def _lease_in_statement(self, tx: Tx) -> HostLease | None:
+        """The lease to check inside the writing statement itself (PostgreSQL), if any."""
+        return self.lease if tx.dialect == "postgresql" else None
 
     def renew(self, tx: Tx, vm_ids: Iterable[str], ttl_s: float) -> int:
         """Extend the locks still held to ``ttl_s`` from now; a lost lock stays lost."""
@@ -124,6 +123,15 @@ class Fence:
     def release(self, tx: Tx, vm_ids: Iterable[str]) -> None:
         """Release this tick's locks (never fenced; a later taking of the lock stays)."""
         tx.release_locks(vm_ids, self.holder, self.token)
+
+
+def _fenced(lease: HostLease, write: Callable[[], T | None]) -> T:
+    """``write``'s answer, a statement that checks ``lease`` itself (``None``: not held,
+    nothing written); not sent if the lease is known lost. Raises ``LeaseLost``."""
+    found = None if lease.lost else write()
+    if found is None:
+        _lost(lease)
+    return found
 
 
 def _lost(lease: HostLease) -> NoReturn:

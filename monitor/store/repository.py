@@ -556,7 +556,7 @@ class Tx:
         if not (advances or last_xmls and last_xmls.items
                 or any(change.rows_written for change in changes)):
             return 0
-        if self._connection.dialect.name == "postgresql":
+        if self.dialect == "postgresql":
             return write_postgresql(self._connection, advances, changes, last_xmls).rows
         groups: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
         for item in advances:
@@ -615,15 +615,13 @@ class Tx:
         SQLite ``process_utc()``, as in ``now``).
 
         PostgreSQL: the lease row is locked ``FOR NO KEY UPDATE`` until the
-        transaction ends, so no claim can take the lease over before this transaction commits;
-        the heartbeat's renewals go on. The lease is also named in the transaction's
+        transaction ends, so no claim can take the lease over before this transaction
+        commits; the heartbeat's renewals go on. The lease is also named in the transaction's
         ``monitor.lease`` setting (``host epoch owner``), for audit triggers
         (docs/operations.md). SQLite holds its write lock already.
         """
-        params = {"b_host": lease.host, "b_owner": lease.owner, "b_epoch": lease.epoch}
-        if self._connection.dialect.name == "postgresql":
-            params["b_tag"] = f"{lease.host} {lease.epoch} {lease.owner}"
-        else:
+        params = _lease_params(lease)
+        if self.dialect != "postgresql":
             params["b_now"] = process_utc()
         return bool(prepared.fetch(self._connection, self._by_ids.holds_lease, params))
 
@@ -732,11 +730,8 @@ class Tx:
         if this worker no longer holds ``lease``, and then nothing is taken. The lease
         row is locked before any lock row is written, and until the statement's
         transaction ends (``_take_locks_fenced``)."""
-        ids = sorted(set(vm_ids))
-        params = {"ids": ids, "holder": holder, "token": token,
-                  "b_ttl": timedelta(seconds=ttl_s), "b_host": lease.host,
-                  "b_owner": lease.owner, "b_epoch": lease.epoch,
-                  "b_tag": f"{lease.host} {lease.epoch} {lease.owner}"}
+        params = {"ids": sorted(set(vm_ids)), "holder": holder, "token": token,
+                  "b_ttl": timedelta(seconds=ttl_s), **_lease_params(lease)}
         (held, taken), = prepared.fetch(self._connection, _TAKE_LOCKS_FENCED, params)
         return set(taken or ()) if held else None
 
@@ -818,8 +813,7 @@ class Tx:
         locked before any lock row is released): ``None`` if this worker no longer holds
         ``lease``, and then nothing is released (``_claimed_rows_fenced``)."""
         params = {"b_holder": holder, "b_token": token, "b_now": now,
-                  "b_host": lease.host, "b_owner": lease.owner, "b_epoch": lease.epoch,
-                  "b_tag": f"{lease.host} {lease.epoch} {lease.owner}"}
+                  **_lease_params(lease)}
         return self._claimed(self._by_ids.claimed_rows_fenced, vm_ids, params, lead=1)
 
     def _claimed(self, statement, vm_ids: Iterable[str], params: dict[str, Any], lead: int
@@ -958,6 +952,12 @@ def _take_locks_upsert(dialect: str, expires_at, now):
     insert = _DIALECT_INSERTS[dialect](vm_device_locks).values(
         vm_id=sa.bindparam("vm_id"), holder=sa.bindparam("holder"),
         token=sa.bindparam("token"), expires_at=expires_at)
+    return _taking(insert, now)
+
+
+def _taking(insert, now):
+    """A lock row's ``insert``, taking over the row already there only if it is free
+    (expired at ``now``) or already this holder's; returning the VMs whose row it wrote."""
     locks = vm_device_locks.c
     return insert.on_conflict_do_update(
         index_elements=[locks.vm_id],
@@ -982,26 +982,26 @@ def _take_locks_fenced() -> sa.Select:
     lease = _holds_lease("postgresql").cte("lease")
     ids = sa.func.jsonb_array_elements_text(
         sa.bindparam("ids", type_=postgresql.JSONB)).table_valued("value")
-    locks = vm_device_locks.c
     insert = postgresql.insert(vm_device_locks).from_select(
         ["vm_id", "holder", "token", "expires_at"],
         sa.select(ids.c.value, sa.bindparam("holder"), sa.bindparam("token"),
                   _STATEMENT_TIME + sa.bindparam("b_ttl", type_=sa.Interval))
         .where(sa.exists(sa.select(lease)))
         .order_by(ids.c.value))
-    taken = insert.on_conflict_do_update(
-        index_elements=[locks.vm_id],
-        set_={"holder": insert.excluded.holder, "expires_at": insert.excluded.expires_at,
-              "token": insert.excluded.token},
-        where=sa.or_(locks.holder == insert.excluded.holder,
-                     locks.expires_at <= _STATEMENT_TIME),
-    ).returning(locks.vm_id).cte("taken")
+    taken = _taking(insert, _STATEMENT_TIME).cte("taken")
     return sa.select(
         sa.select(sa.func.count()).select_from(lease).scalar_subquery(),
         sa.select(sa.func.array_agg(taken.c.vm_id)).scalar_subquery())
 
 
 _TAKE_LOCKS_FENCED = prepared.planned_each_time(_take_locks_fenced())
+
+
+def _lease_params(lease: HostLease) -> dict[str, Any]:
+    """``_holds_lease``'s parameters: the lease, and its name for ``monitor.lease``
+    (``host epoch owner``; PostgreSQL)."""
+    return {"b_host": lease.host, "b_owner": lease.owner, "b_epoch": lease.epoch,
+            "b_tag": f"{lease.host} {lease.epoch} {lease.owner}"}
 
 
 def _advance_params(item: HashAdvance) -> dict[str, Any]:
