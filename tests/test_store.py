@@ -21,6 +21,7 @@ from monitor.model.changes import RowUpdate, VmChanges
 from monitor.model.rows import DeviceRow, VmRecord, VmState
 from monitor.settings import MAX_TICK_THREADS, default_db_url
 from monitor.store import HashAdvance, LastXmls, Store
+from monitor.store import batch_writes
 from monitor.store.engine import is_transient, parse_url
 from monitor.store.migrate import alembic_config, head_revision
 from monitor.store.schema import FILLFACTOR, metadata
@@ -279,6 +280,32 @@ def test_a_batch_writes_the_changes_of_the_vms_it_advanced_and_every_last_xml(st
         (device_id(1), False), (device_id(4), True)]
     assert [r.device_id for r in rows[vm_id(2)]] == [device_id(3)]  # not advanced: kept
     assert xmls == [(b"<domain>1</domain>", later), (b"<d>2</d>", later)]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_batchs_documents_past_the_statement_bound_go_in_more_statements(store,
+                                                                            monkeypatch):
+    """PostgreSQL takes a value of at most 1 GB: the batch statement carries at most
+    ``XML_BYTES_PER_STATEMENT`` bytes of documents, the rest go in more statements of
+    the same transaction (a document larger than the bound alone)."""
+    monkeypatch.setattr(batch_writes, "XML_BYTES_PER_STATEMENT", 10)
+    with store.transaction() as tx:
+        tx.replace_vms([(vm(n), []) for n in range(4)])
+    documents = [(vm_id(0), b"<a>1</a>"), (vm_id(1), b"<b/>"), (vm_id(2), "<c>twelve</c>"),
+                 (vm_id(3), b"<d/>")]
+    sent = []
+    sa.event.listen(store._engine, "before_cursor_execute",
+                    lambda *event: sent.append(event[2].split()[0]))
+    with store.transaction() as tx:
+        advanced = tx.advance_and_write([HashAdvance(vm_id(0), "h", T0)], [], T0,
+                                        LastXmls(documents, T0))
+    assert advanced == {vm_id(0)}
+    # [a] with the batch's writes (8 + 4 bytes would pass 10), then [b], [c] (13 bytes:
+    # alone), [d]
+    assert sent == ["SELECT"] + ["WITH"] * 4, sent  # the hash times read first
+    with store.transaction() as tx:
+        assert [tx.last_xml(vm_id(n))[0] for n in range(4)] == [
+            b"<a>1</a>", b"<b/>", b"<c>twelve</c>", b"<d/>"]
 
 
 def test_a_batch_that_fails_writes_nothing_of_it(store):

@@ -32,7 +32,7 @@ first, on their own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -164,10 +164,17 @@ _BATCH = sa.select(*(sa.select(sa.func.count()).select_from(part).scalar_subquer
                      for part in (_ADVANCED, _DELETED, _UPDATED, _INSERTED, _SAVED)))
 
 
+# The most bytes of documents one statement carries: a value is at most 1 GB on
+# PostgreSQL. A batch's documents are far fewer (50 at the 8 MB limit: 400 MB); more
+# go in further statements of the same transaction.
+XML_BYTES_PER_STATEMENT = 256 * 1024 * 1024
+
+
 def write_postgresql(connection: Connection, advances: Sequence[HashAdvance],
                      changes: Sequence[VmChanges], last_xmls: LastXmls | None) -> Written:
-    """The batch's writes as one statement (two where a row is replaced by one with the
-    same id: its deletes first)."""
+    """The batch's writes as one statement (more where a row is replaced by one with the
+    same id: its deletes first; or where the documents pass
+    ``XML_BYTES_PER_STATEMENT``: the rest after)."""
     deletes = [{"vm_id": change.vm_id, "device_id": device_id}
                for change in changes for device_id in change.deletes]
     inserts = [row_values(row) for change in changes for row in change.inserts]
@@ -175,6 +182,7 @@ def write_postgresql(connection: Connection, advances: Sequence[HashAdvance],
     if deletes and inserts and _replaced(deletes, inserts):
         first = _send(connection, deletes=deletes)
         deletes = []
+    xml_groups = _xml_groups(last_xmls)
     written = _send(
         connection,
         hashes=[_hash_values(item) for item in advances],
@@ -188,11 +196,29 @@ def write_postgresql(connection: Connection, advances: Sequence[HashAdvance],
             for update in change.updates
         ],
         inserts=inserts,
-        last_xmls=last_xmls,
+        last_xmls=next(xml_groups, None),
     )
-    if first is None:
-        return written
-    return written._replace(deleted=first.deleted)
+    saved = sum(_send(connection, last_xmls=more).saved for more in xml_groups)
+    if first is not None:
+        written = written._replace(deleted=first.deleted)
+    return written._replace(saved=written.saved + saved)
+
+
+def _xml_groups(last_xmls: LastXmls | None) -> Iterator[LastXmls]:
+    """``last_xmls`` in groups of at most ``XML_BYTES_PER_STATEMENT`` bytes (a larger
+    document alone)."""
+    if last_xmls is None:
+        return
+    group: list[tuple[str, bytes | str]] = []
+    size = 0
+    for vm_id, xml in last_xmls.items:
+        document = xml_bytes(xml)
+        if group and size + len(document) > XML_BYTES_PER_STATEMENT:
+            yield LastXmls(group, last_xmls.fetched_at)
+            group, size = [], 0
+        group.append((vm_id, document))
+        size += len(document)
+    yield LastXmls(group, last_xmls.fetched_at)
 
 
 def _send(connection: Connection, *, hashes=(), deletes=(), updates=(), inserts=(),
