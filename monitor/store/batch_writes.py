@@ -234,15 +234,15 @@ def _send(connection: Connection, *, hashes=(), deletes=(), updates=(), inserts=
     return Written(*prepared.fetch(connection, _BATCH, params)[0])
 
 
-def _xml_parts(items: Sequence[tuple[str, bytes | str]]) -> tuple[list[dict], bytes]:
-    """Each VM's document by its place in the documents' bytes end to end; those bytes."""
-    documents = [xml_bytes(xml) for _vm_id, xml in items]
+def _xml_parts(items: Sequence[tuple[str, bytes]]) -> tuple[list[dict], bytes]:
+    """Each VM's document (bytes, as ``_xml_groups`` gives them) by its place in the
+    documents' bytes end to end; those bytes."""
     parts = []
     start = 1
-    for (vm_id, _xml), document in zip(items, documents):
+    for vm_id, document in items:
         parts.append({"vm_id": vm_id, "start": start, "length": len(document)})
         start += len(document)
-    return parts, b"".join(documents)
+    return parts, b"".join(document for _vm_id, document in items)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

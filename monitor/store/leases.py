@@ -7,12 +7,13 @@ The contract is docs/operations.md, "Many workers". In short:
   heartbeat: renewing the heartbeat, one UPDATE of one row, renews all of a worker's
   leases, and the lease rows are written only when they change hands, so the tick's
   lock on a lease row (``FOR NO KEY UPDATE``: ``repository._holds_lease``) never waits
-  for a renewal. Time is the database's
-  (``Tx.now``: ``now()`` on PostgreSQL, the process's UTC clock on SQLite), read once
-  per transaction by the caller and passed in as ``now``: workers need no clock agreement;
+  for a renewal. Time is the database's (``Tx.now``: ``now()`` on PostgreSQL, the
+  process's UTC clock on SQLite), read once per transaction by the caller and passed in
+  as ``now``: workers need no clock agreement;
 * a claim takes free or expired leases with ``FOR UPDATE SKIP LOCKED`` (two claimers
-  never wait for each other, and a lease a committing tick holds locked is skipped) and increments each one's epoch; a takeover (the lease had another owner)
-  also releases the devices locks that owner's ticks held on the host's VMs;
+  never wait for each other, and a lease a committing tick holds locked is skipped) and
+  increments each one's epoch; a takeover (the lease had another owner) also releases
+  the devices locks that owner's ticks held on the host's VMs;
 * a lease whose owner's heartbeat expired but that nobody claimed is its owner's again
   when the owner renews (no one else wrote under it in between);
 * SQLite stays single-worker: ``join`` refuses a second live worker on the file.

@@ -71,12 +71,16 @@ def _among_ids(dialect: str) -> Callable[[sa.Column], sa.ColumnElement[bool]]:
     the planner serves from the primary key; SQLite: ``IN (SELECT value FROM
     json_each(:ids))`` (SQLite's JSON functions are built in since 3.38)."""
     if dialect == "postgresql":
-        ids = sa.func.jsonb_array_elements_text(
-            sa.bindparam("ids", type_=postgresql.JSONB)).table_valued("value")
-        listed = sa.func.array(sa.select(ids.c.value).scalar_subquery())
+        listed = sa.func.array(sa.select(_json_ids().c.value).scalar_subquery())
         return lambda column: column == sa.any_(listed)
     ids = sa.func.json_each(sa.bindparam("ids", type_=sa.JSON)).table_valued("value")
     return lambda column: column.in_(sa.select(ids.c.value))
+
+
+def _json_ids() -> sa.TableValuedAlias:
+    """PostgreSQL: the bound JSON array ``ids`` as rows of one column, ``value``."""
+    return sa.func.jsonb_array_elements_text(
+        sa.bindparam("ids", type_=postgresql.JSONB)).table_valued("value")
 
 
 _STATEMENT_TIME = sa.func.statement_timestamp(type_=UtcDateTime())
@@ -136,7 +140,7 @@ def _by_ids(dialect: str) -> _ByIds:
             expires_at=sa.bindparam("b_expires_at", type_=UtcDateTime))),
         holds_lease=_holds_lease(dialect),
         claimed_rows=each_time(_claimed_rows(held)) if dialect == "postgresql" else None,
-        claimed_rows_fenced=(each_time(_claimed_rows_fenced(held))
+        claimed_rows_fenced=(each_time(_claimed_rows(held, fenced=True))
                              if dialect == "postgresql" else None),
     )
 
@@ -168,31 +172,26 @@ def _device_columns(dialect: str) -> tuple:
                  for column in DEVICE_COLUMNS)
 
 
-def _claimed_rows(held) -> sa.Select:
+def _claimed_rows(held, fenced: bool = False) -> sa.Select:
     """PostgreSQL: the lock rows ``held`` selects deleted (``release_locks_held``), and
     for each VM released its device rows, or one row of NULLs if it has none: the
     released VM's id first, then ``DEVICE_COLUMNS``. One statement, so one round trip
     less for a batch; the device rows are read in the statement's own snapshot, taken
-    after ``lock_vms`` held the VMs' rows, as a statement of their own would read them."""
-    released = (sa.delete(vm_device_locks).where(*held)
+    after ``lock_vms`` held the VMs' rows, as a statement of their own would read them.
+
+    ``fenced``: only if the lease is held (``_holds_lease``, read and locked before any
+    lock row is deleted), each row led by the number of lease rows found; at least one
+    row, of NULLs after that number, when nothing is released."""
+    lease = _holds_lease("postgresql").cte("lease") if fenced else None
+    fence = (sa.exists(sa.select(lease)),) if fenced else ()
+    released = (sa.delete(vm_device_locks).where(*held, *fence)
                 .returning(vm_device_locks.c.vm_id).cte("released"))
     devices = released.outerjoin(vm_devices, vm_devices.c.vm_id == released.c.vm_id)
-    return sa.select(released.c.vm_id, *_device_columns("postgresql")).select_from(devices)
-
-
-def _claimed_rows_fenced(held) -> sa.Select:
-    """PostgreSQL: ``_claimed_rows`` only if the lease is held (``_holds_lease``, read
-    and locked before any lock row is deleted), each row led by the number of lease
-    rows found; at least one row, of NULLs after that number, when nothing is
-    released."""
-    lease = _holds_lease("postgresql").cte("lease")
-    released = (sa.delete(vm_device_locks).where(*held, sa.exists(sa.select(lease)))
-                .returning(vm_device_locks.c.vm_id).cte("released"))
+    columns = (released.c.vm_id, *_device_columns("postgresql"))
+    if not fenced:
+        return sa.select(*columns).select_from(devices)
     found = sa.select(sa.func.count().label("held")).select_from(lease).subquery("found")
-    devices = released.outerjoin(vm_devices, vm_devices.c.vm_id == released.c.vm_id)
-    return sa.select(found.c.held, released.c.vm_id,
-                     *_device_columns("postgresql")).select_from(
-        found.outerjoin(devices, sa.true()))
+    return sa.select(found.c.held, *columns).select_from(found.outerjoin(devices, sa.true()))
 
 
 def _holds_lease(dialect: str) -> sa.Select:
@@ -482,7 +481,7 @@ class Tx:
         database's clock when the poll returned (docs/operations.md, "Clocks"). SQLite
         has none: the process's clock read when the poll returned (``polled_at``, before
         waiting for the write lock). PostgreSQL: its clock at that first statement."""
-        return read_at if self._connection.dialect.name == "postgresql" else polled_at
+        return read_at if self.dialect == "postgresql" else polled_at
 
     def set_down_if_still(self, vm_id: str, host: str, status: str | None) -> bool:
         """``Down``, only if the VM is still on ``host`` with ``status`` (a hand-over or
@@ -629,7 +628,7 @@ class Tx:
         the locking statement's own ``statement_timestamp()``): later than every
         commit of those rows the rest of the transaction sees.
         """
-        if self._connection.dialect.name != "postgresql":
+        if self.dialect != "postgresql":
             return process_utc()
         found, read_at = self._read_hash_times(vm_ids)
         self._locked_hash_times.update(found)
@@ -644,9 +643,9 @@ class Tx:
 
         PostgreSQL: the lease row is locked ``FOR NO KEY UPDATE`` until the
         transaction ends, so no claim can take the lease over before this transaction
-        commits; the heartbeat's renewals go on. The lease is also named in the transaction's
-        ``monitor.lease`` setting (``host epoch owner``), for audit triggers
-        (docs/operations.md). SQLite holds its write lock already.
+        commits; the heartbeat's renewals go on. The lease is also named in the
+        transaction's ``monitor.lease`` setting (``host epoch owner``), for audit
+        triggers (docs/operations.md). SQLite holds its write lock already.
         """
         params = _lease_params(lease)
         if self.dialect != "postgresql":
@@ -724,7 +723,7 @@ class Tx:
         ``statement_timestamp()`` (``now()`` as of this statement: later than every
         commit an earlier statement saw); SQLite has none, so there it is
         ``process_utc()`` (docs/operations.md, "Clocks")."""
-        if self._connection.dialect.name == "postgresql":
+        if self.dialect == "postgresql":
             return prepared.fetch(self._connection, _NOW, {})[0][0]
         return process_utc()
 
@@ -747,7 +746,7 @@ class Tx:
         VMs are taken in id order, so two takers cannot deadlock on each other.
         """
         return self._upsert_locks(
-            _take_locks(self._connection.dialect.name), vm_ids,
+            _take_locks(self.dialect), vm_ids,
             {"holder": holder, "expires_at": now + timedelta(seconds=ttl_s),
              "token": token or new_token(), "b_now": now})
 
@@ -769,7 +768,7 @@ class Tx:
         own ``statement_timestamp()``, so no statement reads the clock before it (one
         round trip less for a tick's locks: docs/performance.md, "The sixth wave");
         on SQLite ``process_utc()``."""
-        if self._connection.dialect.name != "postgresql":
+        if self.dialect != "postgresql":
             return self.try_lock_many(vm_ids, holder, process_utc(), ttl_s, token)
         return self._upsert_locks(
             _TAKE_LOCKS_AT_STATEMENT_TIME, vm_ids,
@@ -911,7 +910,7 @@ class Tx:
 
     def _insert(self, table: sa.Table):
         """The dialect's INSERT, which knows ON CONFLICT (both dialects spell it alike)."""
-        return _DIALECT_INSERTS[self._connection.dialect.name](table)
+        return _DIALECT_INSERTS[self.dialect](table)
 
     def _upsert_vms(self, records: Sequence[VmRecord]) -> None:
         if not records:
@@ -1008,8 +1007,7 @@ def _take_locks_fenced() -> sa.Select:
     VM of the JSON array ``ids`` in id order; one row: how many lease rows were found
     (0 or 1), and the array of the VMs taken (NULL for none)."""
     lease = _holds_lease("postgresql").cte("lease")
-    ids = sa.func.jsonb_array_elements_text(
-        sa.bindparam("ids", type_=postgresql.JSONB)).table_valued("value")
+    ids = _json_ids()
     insert = postgresql.insert(vm_device_locks).from_select(
         ["vm_id", "holder", "token", "expires_at"],
         sa.select(ids.c.value, sa.bindparam("holder"), sa.bindparam("token"),
