@@ -12,7 +12,7 @@ whole database), so no one takes them between the check and the commit.
 Under ``monitor run`` the tick must also still hold its host's lease (docs/operations.md,
 "Many workers"): ``check`` first asks, in the same transaction, that the lease row names
 this worker at the epoch the tick started with, unexpired by the database's clock, and
-locks it (``FOR NO KEY UPDATE``) until the commit, so no other worker can take the host
+locks it (``FOR KEY SHARE``) until the commit, so no other worker can take the host
 over before this transaction's writes land. If the lease is gone, ``check`` raises
 ``LeaseLost``: the transaction rolls back and the tick stops. On PostgreSQL ``take``
 and ``claim`` ask the lease in the statement that writes (``Tx.take_locks_fenced``,

@@ -6,7 +6,7 @@ The contract is docs/operations.md, "Many workers". In short:
   row per running worker with its ``expires_at``. A lease expires with its owner's
   heartbeat: renewing the heartbeat, one UPDATE of one row, renews all of a worker's
   leases, and the lease rows are written only when they change hands, so the tick's
-  lock on a lease row (``FOR NO KEY UPDATE``: ``repository._holds_lease``) never waits
+  lock on a lease row (``FOR KEY SHARE``: ``repository._holds_lease``) never waits
   for a renewal. Time is the database's (``Tx.now``: ``now()`` on PostgreSQL, the
   process's UTC clock on SQLite), read once per transaction by the caller and passed in
   as ``now``: workers need no clock agreement;

@@ -197,13 +197,13 @@ def _claimed_rows(held, fenced: bool = False) -> sa.Select:
 def _holds_lease(dialect: str) -> sa.Select:
     """A row if the lease named by ``b_host``, ``b_owner``, ``b_epoch`` is held, its
     heartbeat unexpired (``Tx.holds_lease``). PostgreSQL: by the database's clock, the
-    lease row locked ``FOR NO KEY UPDATE``, the lease named in ``monitor.lease``
+    lease row locked ``FOR KEY SHARE``, the lease named in ``monitor.lease``
     (``b_tag``); SQLite: by ``b_now``.
 
-    ``FOR NO KEY UPDATE`` (SQLAlchemy spells it ``key_share=True`` without ``read``):
-    a claim's ``FOR UPDATE SKIP LOCKED`` skips the row, and a hand-back or a stopping
-    worker's release (an UPDATE of the row) waits for the fenced transaction to end;
-    renewals write the heartbeat, never this row, so they do not wait."""
+    ``FOR KEY SHARE`` (docs/operations.md, "Fencing"): a claim's ``FOR UPDATE SKIP
+    LOCKED`` skips the row until the fenced transaction ends; nothing else waits for it
+    (a renewal writes the heartbeat; the holder's own hand-back or release, an UPDATE of
+    no key column, does not conflict with it, and the claims after it still skip)."""
     query = sa.select(sa.literal(1)).select_from(
         host_leases.join(worker_heartbeats, worker_heartbeats.c.owner == host_leases.c.owner)
     ).where(
@@ -216,7 +216,7 @@ def _holds_lease(dialect: str) -> sa.Select:
             "b_now", type_=UtcDateTime))
     return query.where(worker_heartbeats.c.expires_at > sa.func.now()).with_only_columns(
         sa.func.set_config("monitor.lease", sa.bindparam("b_tag"), True)
-    ).with_for_update(key_share=True, of=host_leases)
+    ).with_for_update(read=True, key_share=True, of=host_leases)
 
 
 _BY_IDS = {dialect: _by_ids(dialect) for dialect in ("postgresql", "sqlite")}
@@ -641,7 +641,7 @@ class Tx:
         epoch, and its heartbeat is unexpired by the database's clock (``now()``; on
         SQLite ``process_utc()``, as in ``now``).
 
-        PostgreSQL: the lease row is locked ``FOR NO KEY UPDATE`` until the
+        PostgreSQL: the lease row is locked ``FOR KEY SHARE`` until the
         transaction ends, so no claim can take the lease over before this transaction
         commits; the heartbeat's renewals go on. The lease is also named in the
         transaction's ``monitor.lease`` setting (``host epoch owner``), for audit
