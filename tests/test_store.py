@@ -832,6 +832,44 @@ class Rollback(Exception):
     pass
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("through", ["driver", "sqlalchemy"])
+def test_a_read_whose_session_ends_leaves_the_next_block_a_transaction(db_url, through):
+    """A read (PostgreSQL: autocommit on the pinned connection's driver) whose session
+    the server ends mid-block fails with a StoreError that says so, whether its
+    statement ran on the driver's cursor (the tick's) or through SQLAlchemy, which
+    began a transaction of its own; the next block gets a live connection, and its
+    transaction is one again."""
+    with Store.open(db_url) as store:
+        with store.transaction() as tx:
+            tx.replace_vms([(vm(1), [])])
+        admin = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1),
+                                 isolation_level="AUTOCOMMIT")
+        with store.pinned():
+            with pytest.raises(StoreError) as lost, store.read() as tx:
+                backend = tx._connection.connection.driver_connection.info.backend_pid
+                with admin.connect() as other:
+                    assert other.exec_driver_sql(
+                        f"SELECT pg_terminate_backend({backend}, 10000)").scalar()
+                if through == "driver":
+                    tx.vm_states_and_host([vm_id(1)], "host1", utc_now)
+                else:
+                    tx._connection.exec_driver_sql("SELECT 1")
+            assert lost.value.unavailable, lost.value
+        admin.dispose()
+        with store.pinned():
+            with store.read() as tx:
+                states, _read_at = tx.vm_states_and_host([vm_id(1)], "host1", utc_now)
+                assert states[vm_id(1)].status == "Up"
+            with pytest.raises(Rollback), store.transaction() as tx:
+                assert not tx._connection.connection.driver_connection.autocommit
+                assert tx.set_status(vm_id(1), "Paused")
+                raise Rollback
+        with store.read() as tx:
+            states, _read_at = tx.vm_states_and_host([vm_id(1)], "host1", utc_now)
+        assert states[vm_id(1)].status == "Up"
+
+
 @pytest.mark.parametrize("read_fails", [False, True], ids=["after-a-read", "after-a-failed-read"])
 def test_a_transaction_after_a_read_in_the_same_pinned_block_is_still_one(store, read_fails):
     """``Store.read`` runs on PostgreSQL outside a transaction (autocommit) on the block's

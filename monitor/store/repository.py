@@ -1057,21 +1057,32 @@ def _chunks(ids: Iterable[str]) -> Iterator[list[str]]:
 @contextmanager
 def _autocommit(connection: Connection) -> Iterator[None]:
     """The connection's statements run on their own until the block ends; then it is
-    back as it was for the next transaction, at no round trip. PostgreSQL: the
-    ``AUTOCOMMIT`` isolation level; SQLite: the engine's ``BEGIN IMMEDIATE`` left out
-    (``engine.AUTOCOMMIT_READ``), as the sqlite3 module is in autocommit already."""
+    back as it was for the next transaction, at no round trip. PostgreSQL: the driver
+    connection's ``autocommit`` flag, set on psycopg itself (SQLAlchemy's
+    ``isolation_level`` execution option sets the same flag through ~10 µs of its own
+    bookkeeping, twice a block: docs/performance.md, "The fourteenth wave"); SQLite:
+    the engine's ``BEGIN IMMEDIATE`` left out (``engine.AUTOCOMMIT_READ``), as the
+    sqlite3 module is in autocommit already.
+
+    At the end SQLAlchemy's own begun transaction, if a statement of the block began
+    one, is committed, or rolled back if the block failed: a connection the failure
+    lost is invalidated, and only a rollback clears that without an error of its own
+    that would hide the block's."""
     postgres = connection.dialect.name == "postgresql"
     if postgres:
-        connection.execution_options(isolation_level="AUTOCOMMIT")
+        driver = connection.connection.driver_connection
+        driver.autocommit = True
     else:
         connection.info[AUTOCOMMIT_READ] = True
     try:
         yield
+    except BaseException:
+        connection.rollback()
+        raise
+    else:
+        connection.commit()
     finally:
-        try:
-            connection.commit()  # SQLAlchemy's own begun transaction only
-        finally:
-            if postgres:
-                connection.execution_options(isolation_level=connection.default_isolation_level)
-            else:
-                del connection.info[AUTOCOMMIT_READ]
+        if not postgres:
+            del connection.info[AUTOCOMMIT_READ]
+        elif not driver.closed:  # a lost one is replaced, not reused
+            driver.autocommit = False
