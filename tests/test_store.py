@@ -507,9 +507,8 @@ def test_pinned_transactions_share_one_connection_and_each_commits_or_rolls_back
                 with store.transaction() as inner:
                     assert inner._connection is not tx._connection
     assert connections[0] is connections[1] is connections[2]
-    # PostgreSQL: given back to the pool at the end of the block; SQLite: kept for the
-    # thread's next block (test_sqlite_keeps_a_threads_connection_between_blocks)
-    assert connections[0].closed == (store.dialect == "postgresql")
+    # kept for the thread's next block (test_a_thread_keeps_its_connection_between_blocks)
+    assert not connections[0].closed
     with store.transaction() as first:
         pass
     with store.transaction() as second:
@@ -521,9 +520,9 @@ def _pinned_connection(store: Store):
         return tx._connection
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_sqlite_keeps_a_threads_connection_between_blocks(db_url):
-    """docs/performance.md, "The eleventh wave": a tick's checkout and return, saved."""
+def test_a_thread_keeps_its_connection_between_blocks(db_url):
+    """docs/performance.md, "The eleventh wave" and "The fourteenth wave": a tick's
+    checkout and return, saved."""
     found: list = []
     with Store.open(db_url) as store:
         first, again = _pinned_connection(store), _pinned_connection(store)
@@ -536,6 +535,51 @@ def test_sqlite_keeps_a_threads_connection_between_blocks(db_url):
         assert (first.closed, found[0].closed, replaced.closed) == (True, True, False)
     assert first is again and found[0] is not first and replaced is not first
     assert replaced.closed  # closed with the store
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_kept_postgresql_connection_whose_session_ended_is_replaced(db_url):
+    """Between two blocks the server ended the kept connection's session (a restart, an
+    operator's ``pg_terminate_backend``): the next block gets a new connection and its
+    transaction works, with no error (``engine.idle_session_lost``)."""
+    admin = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1),
+                             isolation_level="AUTOCOMMIT")
+    with Store.open(db_url) as store:
+        first = _pinned_connection(store)
+        backend = first.connection.driver_connection.info.backend_pid
+        with admin.connect() as other:
+            assert other.exec_driver_sql(f"SELECT pg_terminate_backend({backend}, 10000)").scalar()
+        with store.pinned(), store.transaction() as tx:
+            tx.replace_vms([(vm(1), [])])
+            assert tx._connection is not first
+            assert tx._connection.connection.driver_connection.info.backend_pid != backend
+        assert first.closed
+        with store.transaction() as tx:
+            assert tx.vm(vm_id(1)) is not None
+    admin.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_kept_connections_are_not_reused_once_the_sessions_settings_change(db_url):
+    """``limit_idle_transactions`` (``monitor run``'s lease keeper, at its start) is for
+    every session: a connection a thread kept from before is replaced by one that has
+    it, and one a block left in autocommit or in a transaction is not kept at all."""
+    def idle_timeout(connection) -> str:
+        return connection.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar()
+
+    with Store.open(db_url) as store:
+        before = _pinned_connection(store)
+        store.limit_idle_transactions(42)
+        with store.pinned(), store.transaction() as tx:
+            assert tx._connection is not before
+            assert idle_timeout(tx._connection) == "42s"
+        assert before.closed
+        with store.pinned():
+            with store.transaction() as tx:
+                kept = tx._connection
+            kept.connection.driver_connection.autocommit = True  # as a broken block would
+        assert kept.closed
+        assert _pinned_connection(store) is not kept
 
 
 def test_an_exception_in_the_block_rolls_back(store):

@@ -145,30 +145,42 @@ def _configure_postgresql(engine: Engine, own_check: bool) -> None:
 
     if not own_check:
         return  # another driver (psycopg2, named in the URL): SQLAlchemy's pre-ping
-    from psycopg import pq  # installed: this engine's driver
 
     @sa.event.listens_for(engine, "checkout")
     def _check(dbapi_connection, _record, _proxy) -> None:
-        """A pooled connection is checked before it is handed out, so one the server
-        dropped (a restart, a terminated session) is replaced, not failed on. The check
-        asks the connection's socket, with no round trip: an idle session is sent
-        nothing by its server, so anything waiting to be read is the server's last word
-        (the message that ends the session, then the end of the stream) or the socket
-        was closed; either way the connection is not reused. ~1 µs against ~0.1 ms for
-        an empty query, on every tick of a host (docs/performance.md, "The twelfth
-        wave"). A peer that vanished without a word (a partition, a host down) shows on
-        the socket once the keepalives have given up on it (``NETWORK_TIMEOUTS``, about
-        a minute); sooner, the first statement waits for it as an empty query would.
-        A ``DisconnectionError`` makes the pool discard the connection and take another."""
-        pgconn = dbapi_connection.pgconn  # libpq's connection, as psycopg exposes it
-        try:
-            lost = pgconn.status != pq.ConnStatus.OK or (
-                pgconn.transaction_status == pq.TransactionStatus.IDLE
-                and _sent_unasked(pgconn.socket))
-        except engine.dialect.loaded_dbapi.Error:
-            lost = True  # closed already
-        if lost:
+        """A pooled connection is checked before it is handed out (``idle_session_lost``),
+        so one the server dropped (a restart, a terminated session) is replaced, not
+        failed on. A ``DisconnectionError`` makes the pool discard the connection and
+        take another."""
+        if idle_session_lost(dbapi_connection):
             raise sa.exc.DisconnectionError("connection lost: the server ended the session")
+
+
+def checks_idle_sessions(engine: Engine) -> bool:
+    """Whether ``idle_session_lost`` can check the engine's connections: PostgreSQL
+    through psycopg 3 (another driver, named in the URL, has SQLAlchemy's pre-ping)."""
+    return engine.dialect.name == "postgresql" and engine.dialect.driver == "psycopg"
+
+
+def idle_session_lost(dbapi_connection) -> bool:
+    """Whether an idle psycopg connection lost its session, asked of its socket with no
+    round trip: an idle session is sent nothing by its server, so anything waiting to
+    be read is the server's last word (the message that ends the session, then the end
+    of the stream) or the socket was closed; either way the connection is not reused.
+    ~1 µs against ~0.1 ms for an empty query, on every tick of a host (docs/performance.md,
+    "The twelfth wave"). A peer that vanished without a word (a partition, a host down)
+    shows on the socket once the keepalives have given up on it (``NETWORK_TIMEOUTS``,
+    about a minute); sooner, the first statement waits for it as an empty query would."""
+    import psycopg
+    from psycopg import pq
+
+    pgconn = dbapi_connection.pgconn  # libpq's connection, as psycopg exposes it
+    try:
+        return pgconn.status != pq.ConnStatus.OK or (
+            pgconn.transaction_status == pq.TransactionStatus.IDLE
+            and _sent_unasked(pgconn.socket))
+    except psycopg.Error:
+        return True  # closed already
 
 
 def _sent_unasked(socket: int) -> bool:

@@ -34,7 +34,9 @@ from monitor.store.batch_writes import HashAdvance, LastXmls, write_postgresql, 
 from monitor.store.checkpoints import BackgroundCheckpoints
 from monitor.store.engine import (
     AUTOCOMMIT_READ,
+    checks_idle_sessions,
     create_engine,
+    idle_session_lost,
     limit_idle_transactions,
     render,
     store_error,
@@ -244,6 +246,11 @@ class Store:
         # Every thread's kept one: closed when its thread has ended, or with the store.
         self._kept: dict[threading.Thread, Connection] = {}
         self._kept_guard = threading.Lock()
+        # SQLite: no server to lose a connection; PostgreSQL on psycopg: checked on its
+        # socket before each block; another driver: given back to the pool after each.
+        self._keeps = engine.dialect.name == "sqlite" or checks_idle_sessions(engine)
+        # Sessions kept before a change of the sessions' settings are not reused.
+        self._sessions = 0
 
     @classmethod
     def open(cls, url: str, *, create: bool = True) -> "Store":
@@ -333,17 +340,20 @@ class Store:
 
     @contextmanager
     def pinned(self) -> Iterator[None]:
-        """The block's transactions in this thread share one connection, taken from the
-        pool at the first of them and given back at the end (a tick: docs/performance.md,
-        "The fourth wave"). On PostgreSQL the pool checks a connection before handing
-        it out (on its socket: ``engine``), so a server restart is survived, and resets it
-        when it comes back; a tick of three transactions pays them once. A connection
-        the database dropped is replaced at the next transaction.
+        """The block's transactions in this thread share one connection, taken at the
+        first of them (a tick: docs/performance.md, "The fourth wave").
 
-        On SQLite the thread keeps the connection for its next block: there is no server
-        to lose it, and a checkout and return cost ~3 % of a partial tick and ~11 % of a
-        steady one (docs/performance.md, "The eleventh wave"). The pool holds one for
-        every tick thread (``engine``); the store's ``close`` closes every kept one."""
+        The thread keeps that connection for its next block: a checkout from the pool
+        and its return cost ~3 % of an SQLite partial tick and ~11 % of a steady one
+        (docs/performance.md, "The eleventh wave"), and on PostgreSQL ~10 % of a steady
+        tick (docs/performance.md, "The fourteenth wave"). The pool holds one for every
+        tick thread (``engine``); the store's ``close`` closes every kept one. On
+        PostgreSQL a kept connection is checked on its socket before each block, as the
+        pool checks one before handing it out (``engine.idle_session_lost``), so one the
+        server ended (a restart, a terminated session) is replaced, not failed on; a
+        connection the database dropped during a block is replaced at the next one.
+        With a PostgreSQL driver other than psycopg 3 the connection goes back to the
+        pool after each block (SQLAlchemy's pre-ping checks it there)."""
         if hasattr(self._pinned, "connection"):
             yield  # already pinned by an outer block
             return
@@ -359,19 +369,25 @@ class Store:
     def _take_kept(self) -> Connection | None:
         """This thread's kept connection, if it is still usable."""
         connection = getattr(self._pinned, "kept", None)
-        if connection is None or not (connection.closed or connection.invalidated):
+        if connection is None:
+            return None
+        if not (connection.closed or connection.invalidated
+                or self._pinned.kept_sessions != self._sessions
+                or (self.dialect == "postgresql"
+                    and idle_session_lost(connection.connection.driver_connection))):
             return connection
         self._forget_kept(connection)
         return None
 
     def _keep_or_close(self, connection: Connection) -> None:
-        if (self.dialect != "sqlite" or connection.closed or connection.invalidated
-                or connection.in_transaction()):
+        if (not self._keeps or connection.closed or connection.invalidated
+                or connection.in_transaction() or not _idle(connection)):
             self._forget_kept(connection)
             return
         if getattr(self._pinned, "kept", None) is connection:
             return  # kept already: the thread's every tick but its first
         self._pinned.kept = connection
+        self._pinned.kept_sessions = self._sessions
         with self._kept_guard:  # a new one: those of threads that have ended are closed
             self._kept[threading.current_thread()] = connection
             ended = [thread for thread in self._kept if not thread.is_alive()]
@@ -389,7 +405,11 @@ class Store:
 
     def limit_idle_transactions(self, seconds: float) -> None:
         """PostgreSQL: the server rolls back a transaction of ours idle for ``seconds``
-        (``engine.limit_idle_transactions``); a no-op on SQLite."""
+        (``engine.limit_idle_transactions``); a no-op on SQLite. The connections
+        threads keep are not reused (``pinned``): every block after this one gets a
+        session with the setting."""
+        if self.dialect == "postgresql":
+            self._sessions += 1
         limit_idle_transactions(self._engine, seconds)
 
     def background_checkpoints(self) -> AbstractContextManager:
@@ -1052,6 +1072,15 @@ def _chunks(ids: Iterable[str]) -> Iterator[list[str]]:
     batch = list(dict.fromkeys(ids))
     for start in range(0, len(batch), CHUNK):
         yield batch[start:start + CHUNK]
+
+
+def _idle(connection: Connection) -> bool:
+    """Whether the driver connection is in no transaction and not in autocommit, as a
+    block leaves it (PostgreSQL; SQLAlchemy's ``in_transaction`` says the rest)."""
+    if connection.dialect.name != "postgresql":
+        return True
+    driver = connection.connection.driver_connection
+    return not driver.autocommit and driver.info.transaction_status.name == "IDLE"
 
 
 @contextmanager
