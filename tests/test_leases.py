@@ -407,7 +407,8 @@ def test_a_frozen_worker_is_fenced_then_rejoins_with_a_fair_share(fleet):
     held = fleet.wait_for(lambda: fleet.balanced(three), "the frozen worker rejoins")
     assert sorted(map(len, held.values())) == [10, 10, 10]
     lines = [line for line in frozen.stdout().splitlines() if "lease-lost=" in line]
-    assert lines, frozen.stdout()  # its tick in flight was refused and counted
+    # its tick in flight was refused and counted
+    assert lines, f"{frozen.stdout()}\n--- its stderr ---\n{frozen.stderr()}"
     lost_logs = [line for line in frozen.stderr().splitlines() if "lease lost:" in line]
     assert len(lost_logs) == len(lines)  # logged once per tick it stopped
     for worker in three:
