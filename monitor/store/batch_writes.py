@@ -42,7 +42,7 @@ from sqlalchemy.engine import Connection
 
 from monitor.model.changes import VmChanges
 from monitor.store import prepared
-from monitor.store.row_writes import UPDATED, row_values
+from monitor.store.row_writes import KEY, UPDATED, row_values
 from monitor.store.schema import vm_devices, vm_last_xml, vms
 
 
@@ -111,7 +111,7 @@ _ADVANCED = (
     .cte("advanced")
 )
 
-_KEYS = _recordset("deletes", vm_devices.c.vm_id, vm_devices.c.device_id)
+_KEYS = _recordset("deletes", *(vm_devices.c[name] for name in KEY))
 _DELETED = (
     sa.delete(vm_devices)
     .where(vm_devices.c.vm_id == _KEYS.c.vm_id, vm_devices.c.device_id == _KEYS.c.device_id)
@@ -119,8 +119,7 @@ _DELETED = (
     .cte("deleted")
 )
 
-_UPDATES = _recordset("updates", *(vm_devices.c[name] for name in (*UPDATED, "vm_id",
-                                                                    "device_id")))
+_UPDATES = _recordset("updates", *(vm_devices.c[name] for name in (*UPDATED, *KEY)))
 _UPDATED = (
     sa.update(vm_devices)
     .where(vm_devices.c.vm_id == _UPDATES.c.vm_id,

@@ -198,7 +198,8 @@ def limit_idle_transactions(engine: Engine, seconds: float) -> None:
     For ``monitor run``: a worker frozen mid-transaction (SIGSTOP, a VM paused, a long
     GC pause) would otherwise keep its host lease row locked and no other worker could
     take the host over (docs/operations.md, "Many workers").
-    Connections opened before are closed, so every session gets the setting.
+    The pool's connections opened before are closed, so every session it hands out
+    gets the setting (``Store.limit_idle_transactions`` retires those its threads keep).
     """
     if engine.dialect.name != "postgresql":
         return

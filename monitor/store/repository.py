@@ -199,8 +199,8 @@ def _claimed_rows(held, fenced: bool = False) -> sa.Select:
 def _holds_lease(dialect: str) -> sa.Select:
     """A row if the lease named by ``b_host``, ``b_owner``, ``b_epoch`` is held, its
     heartbeat unexpired (``Tx.holds_lease``). PostgreSQL: by the database's clock, the
-    lease row locked ``FOR KEY SHARE``, the lease named in ``monitor.lease``
-    (``b_tag``); SQLite: by ``b_now``.
+    lease row locked ``FOR KEY SHARE``, the lease named in ``monitor.lease`` (``b_tag``);
+    SQLite: by ``b_now``.
 
     ``FOR KEY SHARE`` (docs/operations.md, "Fencing"): a claim's ``FOR UPDATE SKIP
     LOCKED`` skips the row until the fenced transaction ends; nothing else waits for it
@@ -661,11 +661,11 @@ class Tx:
         epoch, and its heartbeat is unexpired by the database's clock (``now()``; on
         SQLite ``process_utc()``, as in ``now``).
 
-        PostgreSQL: the lease row is locked ``FOR KEY SHARE`` until the
-        transaction ends, so no claim can take the lease over before this transaction
-        commits; the heartbeat's renewals go on. The lease is also named in the
-        transaction's ``monitor.lease`` setting (``host epoch owner``), for audit
-        triggers (docs/operations.md). SQLite holds its write lock already.
+        PostgreSQL: the lease row is locked ``FOR KEY SHARE`` until the transaction
+        ends, so no claim can take the lease over before this transaction commits;
+        the heartbeat's renewals go on. The lease is also named in the transaction's
+        ``monitor.lease`` setting (``host epoch owner``), for audit triggers
+        (docs/operations.md). SQLite holds its write lock already.
         """
         params = _lease_params(lease)
         if self.dialect != "postgresql":
