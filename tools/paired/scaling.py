@@ -21,16 +21,13 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import time
 from contextlib import ExitStack
 
+from measure import Version  # tools/paired/measure.py: a fleet in a database, started
 from scratch_db import scratch_database  # tools/scratch_db.py
 
-from monitor import wiring
 from monitor.bench import runner
 from monitor.bench.fleet import Fleet
-from monitor.settings import Settings
-from monitor.tick.host_tick import run_tick
 
 
 def main() -> None:
@@ -49,33 +46,6 @@ def main() -> None:
     report(halves, args, small)
 
 
-class Started:
-    """One fleet in a database of its own, loaded and ticked once (untimed)."""
-
-    def __init__(self, fleet: Fleet, url: str) -> None:
-        settings = Settings(db_url=url)
-        self.store = wiring.open_store(settings)
-        self.context = wiring.tick_context(self.store, settings)
-        self.state = runner._FleetState(fleet)
-        runner.load(self.context, fleet, _quiet)
-        runner.tick_fleet(self.context, self.state, "start", _quiet)
-
-    def full_tick(self, host: int) -> float:
-        """Every VM of ``host`` changed, then its tick: the seconds inside ``run_tick``."""
-        self.state.flip(self.state.fleet.host_vms(host))
-        source = self.state.source(host)  # untimed: the host's work
-        started = time.perf_counter()
-        summary = run_tick(source, self.context)
-        seconds = time.perf_counter() - started
-        if summary.errors:
-            raise RuntimeError(f"full tick of host {host}: errors {dict(summary.errors)}")
-        return seconds
-
-
-def _quiet(*_progress) -> None:
-    pass
-
-
 def half(args, fleets: dict[str, Fleet], first: str) -> dict[str, list[float]]:
     """Both fleets started, ``first`` first; per round, each host of the whole fleet's
     full tick and that of a host of the scaling fleet, side by side."""
@@ -83,19 +53,21 @@ def half(args, fleets: dict[str, Fleet], first: str) -> dict[str, list[float]]:
         started = {}
         for name in sorted(fleets, key=lambda name: name != first):
             url = scratch_database(args.db, f"scaling_{name}", stack)
-            started[name] = Started(fleets[name], url)
-            stack.callback(started[name].store.close)
+            fleet = fleets[name]
+            started[name] = Version.start(
+                "monitor", url, argparse.Namespace(vms=fleet.vms, hosts=fleet.hosts))
+            stack.callback(started[name].close)
         small, whole = started["small"], started["whole"]
-        seconds: dict[str, list[float]] = {"small": [], "whole": []}
         for number in range(args.rounds):
             for host in range(whole.state.fleet.hosts):
-                pair = [("small", small, host % small.state.fleet.hosts),
-                        ("whole", whole, host)]
-                for name, each, its_host in pair if host % 2 else pair[::-1]:
-                    seconds[name].append(each.full_tick(its_host))
+                pair = [(small, host % small.state.fleet.hosts), (whole, host)]
+                for each, its_host in pair if host % 2 else pair[::-1]:
+                    # every VM of the host changed just before its tick
+                    each.state.flip(each.state.fleet.host_vms(its_host))
+                    each.tick(its_host, "full")
             print(f"round {number + 1}/{args.rounds} done", flush=True)
         print(f"half with the {first} fleet started first: done", flush=True)
-    return seconds
+    return {name: version.seconds["full"] for name, version in started.items()}
 
 
 def report(halves: list[dict[str, list[float]]], args, small: Fleet) -> None:
